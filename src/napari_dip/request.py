@@ -1,0 +1,250 @@
+"""Checking a restoration request. Pure numpy: every error a user can make is raised here,
+as a ValueError that names the problem and the fix, before any work starts.
+
+The caller's arrays are only read; everything kept is a float64 copy.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .kernels import blur_kernel
+from .presets import PRESETS
+
+TASKS = ("denoise", "inpaint", "super_resolution", "deblur", "flash_no_flash")
+METHODS = ("dip", "deepred")
+NOISE_MODELS = ("gaussian", "poisson")
+SR_FACTORS = (2, 4, 8)
+#: Smallest image side, in pixels, that a run accepts.
+MIN_SIZE = 16
+
+
+@dataclass(frozen=True)
+class Request:
+    """A validated request. Arrays are float64 copies, channels first: (C, H, W)."""
+
+    image: np.ndarray
+    task: str
+    method: str
+    mask: np.ndarray | None  # (H, W) bool, True = pixel to fill
+    factor: int
+    kernel: np.ndarray | None
+    kernel_name: str | None
+    flash: np.ndarray | None  # (C', H, W)
+    iterations: int | None
+    early_stop: bool
+    patience: int | None  # ES-WMV patience given as early_stop=N; None = default
+    preset: str
+    seed: int
+    device: str
+    channel_axis: int | None
+    noise: str
+    preview_every: int | None
+    input_shape: tuple[int, ...]
+    input_dtype: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spatial_shape(self) -> tuple[int, int]:
+        return self.image.shape[-2:]
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """Shape of ``Result.image``: the input's, with Y and X multiplied by ``factor``."""
+        shape = list(self.input_shape)
+        ndim = len(shape)
+        cax = None if self.channel_axis is None else self.channel_axis % ndim
+        spatial = [ax for ax in range(ndim) if ax != cax]
+        for ax in spatial:
+            shape[ax] *= self.factor
+        return tuple(shape)
+
+
+def _choice(name: str, value, allowed) -> str:
+    if value not in allowed:
+        raise ValueError(f"unknown {name} {value!r}; choose one of: {', '.join(map(str, allowed))}")
+    return value
+
+
+def _as_channels_first(array, what: str, channel_axis: int | None) -> np.ndarray:
+    """(H, W) or an array with ``channel_axis`` -> float64 (C, H, W) copy, checked."""
+    a = np.asarray(array)
+    if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+        raise ValueError(f"{what} must be a numeric array, got dtype {a.dtype}")
+    if np.iscomplexobj(a):
+        raise ValueError(f"{what} is complex; pass its magnitude (np.abs) or real part instead")
+    if a.size == 0:
+        raise ValueError(f"{what} is empty (shape {a.shape}); pass an image of at least "
+                         f"{MIN_SIZE}x{MIN_SIZE} pixels")
+    if channel_axis is None:
+        if a.ndim != 2:
+            hint = (" For colour or multichannel images pass channel_axis (e.g. channel_axis=-1 "
+                    "for RGB)." if a.ndim == 3 else "")
+            raise ValueError(
+                f"{what} has {a.ndim} dimensions (shape {a.shape}); this task takes a 2-D "
+                f"(Y, X) image.{hint} For stacks restore one plane at a time."
+            )
+        a = a[np.newaxis]
+    else:
+        if a.ndim != 3:
+            raise ValueError(
+                f"with channel_axis={channel_axis}, {what} must have 3 dimensions (Y, X and "
+                f"channels), got shape {a.shape}; for stacks restore one plane at a time"
+            )
+        if not -3 <= channel_axis <= 2:
+            raise ValueError(f"channel_axis={channel_axis} is out of range for a 3-D image")
+        a = np.moveaxis(a, channel_axis, 0)
+    h, w = a.shape[-2:]
+    if min(h, w) < MIN_SIZE:
+        raise ValueError(
+            f"{what} is {h}x{w} pixels; images need at least {MIN_SIZE} pixels on each side"
+        )
+    out = a.astype(np.float64, copy=True)
+    if not np.all(np.isfinite(out)):
+        bad = int(np.count_nonzero(~np.isfinite(out)))
+        raise ValueError(
+            f"{what} has {bad} NaN or infinite value(s); replace them first "
+            "(e.g. np.nan_to_num, or mark them as holes and use task='inpaint')"
+        )
+    return out
+
+
+def build_request(
+    image,
+    task: str = "denoise",
+    method: str = "dip",
+    *,
+    mask=None,
+    factor: int | None = None,
+    kernel=None,
+    flash=None,
+    iterations: int | None = None,
+    early_stop: bool = True,
+    preset: str = "fast",
+    seed: int = 0,
+    device: str = "auto",
+    channel_axis: int | None = None,
+    noise: str = "gaussian",
+    preview_every: int | None = None,
+    **options,
+) -> Request:
+    """Validate the arguments of :func:`napari_dip.restore`; see there for their meaning."""
+    _choice("task", task, TASKS)
+    _choice("method", method, METHODS)
+    _choice("preset", preset, PRESETS)
+    _choice("noise model", noise, NOISE_MODELS)
+    if channel_axis is not None and not isinstance(channel_axis, numbers.Integral):
+        raise ValueError(f"channel_axis must be an integer axis index or None, got {channel_axis!r}")
+
+    raw = np.asarray(image)
+    img = _as_channels_first(raw, "image", channel_axis)
+    if float(img.max()) == float(img.min()):
+        raise ValueError(
+            f"image is constant (every pixel is {img.flat[0]:g}); there is nothing to restore"
+        )
+    if noise == "poisson" and img.min() < 0:
+        raise ValueError(
+            "noise='poisson' needs non-negative photon counts, but the image has values down to "
+            f"{img.min():g}; subtract the camera offset first or use noise='gaussian'"
+        )
+    h, w = img.shape[-2:]
+
+    fill = None
+    if task == "inpaint":
+        if mask is None:
+            raise ValueError("task='inpaint' needs a mask: an array of the image's Y, X shape, "
+                             "nonzero at the pixels to fill")
+        m = np.asarray(mask)
+        if m.ndim == 3 and channel_axis is not None and m.shape == raw.shape:
+            m = np.moveaxis(m, channel_axis, 0).any(axis=0)
+        if m.shape != (h, w):
+            raise ValueError(
+                f"mask has shape {m.shape} but the image is {h}x{w} pixels (Y, X); "
+                "pass a 2-D mask of the same Y, X shape, nonzero at the pixels to fill"
+            )
+        fill = m != 0
+        if not fill.any():
+            raise ValueError("mask marks no pixel to fill (it is all zero); mark the holes "
+                             "with nonzero values")
+        if fill.all():
+            raise ValueError("mask marks every pixel to fill, so no known pixel is left; "
+                             "nonzero must mean 'fill this pixel' (invert a 'known pixel' mask)")
+    elif mask is not None:
+        raise ValueError(f"mask is only used by task='inpaint', not task={task!r}; drop it")
+
+    if task == "super_resolution":
+        if factor is None:
+            raise ValueError("task='super_resolution' needs factor=2, 4 or 8")
+        if isinstance(factor, bool) or not isinstance(factor, numbers.Integral) \
+                or int(factor) not in SR_FACTORS:
+            raise ValueError(f"super-resolution factor must be 2, 4 or 8, got {factor!r}")
+        factor = int(factor)
+    elif factor not in (None, 1):
+        raise ValueError(f"factor is only used by task='super_resolution', not task={task!r}")
+    else:
+        factor = 1
+
+    k = None
+    kernel_name = None
+    if task == "deblur":
+        if kernel is None:
+            kernel = "gaussian"
+        k = blur_kernel(kernel)
+        kernel_name = kernel if isinstance(kernel, str) else "custom"
+        if k.shape[0] > h or k.shape[1] > w:
+            raise ValueError(
+                f"blur kernel is {k.shape[0]}x{k.shape[1]} but the image is only {h}x{w}; "
+                "use a smaller kernel or a larger image"
+            )
+    elif kernel is not None:
+        raise ValueError(f"kernel is only used by task='deblur', not task={task!r}")
+
+    fl = None
+    if task == "flash_no_flash":
+        if flash is None:
+            raise ValueError("task='flash_no_flash' needs flash=: the flash shot of the same "
+                             "scene (image is the no-flash shot)")
+        fl = _as_channels_first(flash, "flash image", channel_axis)
+        if fl.shape[-2:] != (h, w):
+            raise ValueError(
+                f"flash image is {fl.shape[-2]}x{fl.shape[-1]} but the no-flash image is {h}x{w}; "
+                "both shots must have the same size"
+            )
+        if float(fl.max()) == float(fl.min()):
+            raise ValueError("flash image is constant; it cannot guide the restoration")
+    elif flash is not None:
+        raise ValueError(f"flash is only used by task='flash_no_flash', not task={task!r}")
+
+    if iterations is not None:
+        if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral) \
+                or iterations < 1:
+            raise ValueError(f"iterations must be a positive integer or None (preset default), "
+                             f"got {iterations!r}")
+        iterations = int(iterations)
+    if preview_every is not None:
+        if isinstance(preview_every, bool) or not isinstance(preview_every, numbers.Integral) \
+                or preview_every < 1:
+            raise ValueError(f"preview_every must be a positive integer or None, "
+                             f"got {preview_every!r}")
+        preview_every = int(preview_every)
+    patience = None
+    if not isinstance(early_stop, bool):
+        if not isinstance(early_stop, numbers.Integral) or early_stop < 1:
+            raise ValueError(f"early_stop must be True, False or a patience in iterations "
+                             f"(a positive integer), got {early_stop!r}")
+        patience = int(early_stop)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+
+    return Request(
+        image=img, task=task, method=method, mask=fill, factor=factor, kernel=k,
+        kernel_name=kernel_name, flash=fl, iterations=iterations, early_stop=bool(early_stop),
+        patience=patience, preset=preset, seed=int(seed), device=device,
+        channel_axis=channel_axis, noise=noise,
+        preview_every=preview_every, input_shape=tuple(raw.shape), input_dtype=str(raw.dtype),
+        options=dict(options),
+    )

@@ -1,0 +1,218 @@
+"""The Deep Image Prior loop: fit a randomly initialised generator f(z) so that A f(z) ~ y.
+
+Per step: perturb the input z with fresh N(0, sigma_p^2) noise, one Adam step on the data
+term, update the exponential average, the backtracking checkpoint and the ES-WMV early-
+stopping statistics, and yield a :class:`~napari_dip.records.Step`. Subclasses (DeepRED)
+add terms to the objective and updates after the step through two hooks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..networks import SkipNetwork
+from ..presets import Preset
+from ..problem import Problem, to_output
+from ..records import Result, Step
+from ..request import Request
+from ..stabilisers import Backtracking, EarlyStopping, ExponentialAverage, default_patience
+
+# Poisson rates are clamped away from 0 before the logarithm.
+_RATE_FLOOR = 1e-6
+
+
+def make_input(preset: Preset, problem: Problem, generator: torch.Generator) -> torch.Tensor:
+    """The fixed network input z: U(0, 0.1) noise, a coordinate meshgrid, or the guide image."""
+    n, _, h, w = problem.estimate_shape
+    device = problem.y.device
+    if preset.input_kind == "image":
+        return problem.guide.clone()
+    if preset.input_kind == "meshgrid":
+        ys = torch.linspace(0, 1, h, device=device)
+        xs = torch.linspace(0, 1, w, device=device)
+        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+        return torch.stack([gx, gy])[None]
+    z = torch.rand((n, preset.input_channels, h, w), generator=generator, device=device)
+    return z * 0.1
+
+
+class DIPSolver:
+    """Deep Image Prior. Build with a request, its problem and preset; run with :meth:`run`."""
+
+    name = "dip"
+    #: Method options this solver accepts through ``restore(**options)`` and their defaults.
+    option_defaults: dict[str, Any] = {}
+
+    def __init__(self, request: Request, problem: Problem, preset: Preset, device: torch.device):
+        unknown = set(request.options) - set(self.option_defaults)
+        if unknown:
+            known = ", ".join(sorted(self.option_defaults)) or "none"
+            raise ValueError(
+                f"unknown option(s) for method={self.name!r}: {', '.join(sorted(unknown))}; "
+                f"this method takes: {known}"
+            )
+        self.options = {**self.option_defaults, **request.options}
+        self.request = request
+        self.problem = problem
+        self.preset = preset
+        self.device = device
+        self.iterations = request.iterations or preset.iterations
+        self.preview_every = request.preview_every
+
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(request.seed)
+        # Weights are drawn from torch's global RNG; fork it so the caller's state is untouched.
+        fork_devices = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=fork_devices):
+            torch.manual_seed(request.seed)
+            z = make_input(preset, problem, self.generator)
+            self.net = SkipNetwork(z.shape[1], problem.channels, preset.network).to(device)
+        self.z = z
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=preset.lr)
+        self.average = ExponentialAverage(preset.ema)
+        self.backtracking = Backtracking()
+        self.early_stopping = EarlyStopping(
+            window=100, patience=request.patience or default_patience(self.iterations),
+            generator=self.generator
+        ) if request.early_stop else None
+        self.history: dict[str, list[float]] = {"loss": [], "variance": []}
+        self._kept: torch.Tensor | None = None  # estimate at the early-stopping point
+
+    # -- hooks for subclasses -------------------------------------------------------------
+    def data_term(self, out: torch.Tensor) -> torch.Tensor:
+        """Fidelity of A(out) to y: mean squared error or Poisson negative log-likelihood."""
+        ax = self.problem.operator(out)
+        if self.request.noise == "poisson":
+            rate = ax.clamp_min(_RATE_FLOOR)
+            return (rate - self.problem.y * torch.log(rate)).mean()
+        return torch.mean((ax - self.problem.y) ** 2)
+
+    def objective(self, out: torch.Tensor) -> torch.Tensor:
+        """What Adam minimises this step (DeepRED adds its proximity term)."""
+        return self.data_term(out)
+
+    def after_step(self, out: torch.Tensor, iteration: int) -> dict[str, float]:
+        """Updates after the network step (DeepRED's x- and u-updates); returns extras."""
+        return {}
+
+    def estimate(self) -> torch.Tensor:
+        """Current estimate of the clean image (padded, normalised)."""
+        return self.average.value
+
+    def close(self) -> None:
+        """Release resources (background threads); called however the run ends."""
+
+    # -- the loop -------------------------------------------------------------------------
+    def fit_psnr(self, out: torch.Tensor) -> float:
+        with torch.no_grad():
+            mse = float(torch.mean((self.problem.operator(out) - self.problem.y) ** 2))
+        return -10 * math.log10(mse) if mse > 0 else math.inf
+
+    def run(self) -> Generator[Step, None, Result]:
+        try:
+            return (yield from self._loop())
+        finally:
+            self.close()
+
+    def _loop(self) -> Generator[Step, None, Result]:
+        start = time.perf_counter()
+        sigma_p = self.preset.input_noise
+        iteration = 0
+        for iteration in range(1, self.iterations + 1):
+            self.net.train()
+            self.optimizer.zero_grad(set_to_none=True)
+            z = self.z
+            if sigma_p > 0:
+                z = z + sigma_p * torch.randn(z.shape, generator=self.generator, device=z.device)
+            out = self.net(z)
+            loss = self.objective(out)
+            loss.backward()
+            self.optimizer.step()
+            out = out.detach()
+
+            extras: dict[str, float] = {}
+            if self.backtracking.due(iteration) and self.backtracking.check(
+                    self.fit_psnr(out), self.net):
+                extras["backtracked"] = 1.0
+            self.average.update(out)
+            extras.update(self.after_step(out, iteration))
+
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(
+                    f"the loss became {loss_value} at iteration {iteration}; lower the learning "
+                    "rate or check the input for extreme values"
+                )
+            self.history["loss"].append(loss_value)
+            for key, value in extras.items():
+                self.history.setdefault(key, []).append(value)
+
+            stop = False
+            if self.early_stopping is not None:
+                variance, new_min = self.early_stopping.update(iteration, out)
+                extras["variance"] = variance
+                if new_min:
+                    self._kept = self.estimate().clone()
+                stop = self.early_stopping.should_stop(iteration)
+            self.history["variance"].append(extras.get("variance", math.nan))
+
+            last = stop or iteration == self.iterations
+            preview = None
+            if last or (self.preview_every and iteration % self.preview_every == 0):
+                preview = to_output(self.estimate(), self.problem, self.request)
+            yield Step(iteration, self.iterations, loss_value, time.perf_counter() - start,
+                       preview, extras)
+            if stop:
+                break
+
+        elapsed = time.perf_counter() - start
+        final, stopped_at = self.estimate(), iteration
+        if self.early_stopping is not None and self._kept is not None:
+            final, stopped_at = self._kept, self.early_stopping.best_iteration
+        return Result(
+            image=to_output(final, self.problem, self.request),
+            iterations=iteration,
+            stopped_at=int(stopped_at),
+            history=self.history,
+            parameters=self.parameters(),
+            elapsed=elapsed,
+        )
+
+    def parameters(self) -> dict[str, Any]:
+        """Every setting of the run, JSON-serialisable."""
+        from .. import __version__
+
+        r = self.request
+        params: dict[str, Any] = {
+            "task": r.task, "method": self.name, "preset": self.preset.name,
+            "iterations": self.iterations, "early_stop": r.early_stop, "seed": r.seed,
+            "device": str(self.device), "noise": r.noise, "channel_axis": r.channel_axis,
+            "factor": r.factor if r.task == "super_resolution" else None,
+            "kernel": r.kernel_name,
+            "lr": self.preset.lr, "input_noise": self.preset.input_noise,
+            "input_kind": self.preset.input_kind, "input_channels": self.preset.input_channels,
+            "ema": self.preset.ema, "network": self.preset.network.to_dict(),
+            "input_shape": list(r.input_shape), "input_dtype": r.input_dtype,
+            "version": __version__,
+        }
+        if self.early_stopping is not None:
+            params["early_stop_window"] = self.early_stopping.window
+            params["early_stop_patience"] = self.early_stopping.patience
+        if r.kernel_name == "custom":
+            params["kernel"] = np.asarray(r.kernel).tolist()
+        params.update({k: _jsonable(v) for k, v in self.options.items()})
+        return params
+
+
+def _jsonable(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return value

@@ -1,0 +1,45 @@
+"""Shared fixtures: small real test images with synthetic degradations, and PSNR."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from skimage import data
+
+#: The project's shared real data (../shared/data beside the checkout).
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def psnr(estimate, truth, data_range: float = 1.0) -> float:
+    """Peak signal-to-noise ratio in dB."""
+    mse = np.mean((np.asarray(estimate, np.float64) - np.asarray(truth, np.float64)) ** 2)
+    return float(10 * np.log10(data_range**2 / mse))
+
+
+@pytest.fixture
+def camera64() -> np.ndarray:
+    """64x64 crop of scikit-image's cameraman, float in [0, 1]."""
+    return data.camera()[80:144, 200:264].astype(np.float32) / 255
+
+
+@pytest.fixture
+def noisy64(camera64) -> tuple[np.ndarray, np.ndarray]:
+    """(noisy, clean): the cameraman crop with Gaussian noise sigma = 25/255."""
+    rng = np.random.default_rng(1)
+    noisy = camera64 + rng.normal(0, 25 / 255, camera64.shape).astype(np.float32)
+    return noisy, camera64
+
+
+@pytest.fixture
+def astronaut48() -> np.ndarray:
+    """48x48 RGB crop of scikit-image's astronaut, float in [0, 1]."""
+    return data.astronaut()[60:108, 200:248].astype(np.float32) / 255
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared test data not found at {SHARED_DATA}")
+    return SHARED_DATA
