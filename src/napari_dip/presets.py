@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-from .networks import NetworkConfig
+from .architecture import NetworkConfig
 
 PRESETS = ("fast", "paper")
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from .networks import NetworkConfig
+from .architecture import NetworkConfig
 from .operators import Blur, Downsample, Identity, Mask, Operator
 from .request import Request
 
