@@ -48,6 +48,19 @@ def test_tiff_output_is_float32_with_parameters(tmp_path, noisy64, capsys):
     assert params["iterations"] == 3 and params["task"] == "denoise"
 
 
+def test_deepred_options_reach_the_run(tmp_path, noisy64, capsys):
+    src, out = tmp_path / "in.tif", tmp_path / "out.tif"
+    tifffile.imwrite(src, noisy64[0])
+    code, _, stderr = run(capsys, "restore", str(src), "-o", str(out), "--method", "deepred",
+                          "--denoiser", "tv", "--denoiser-sigma", "0.05", "--iterations", "3",
+                          "--quiet")
+    assert code == 0, stderr
+    with tifffile.TiffFile(out) as tif:
+        params = json.loads(tif.pages[0].description)
+    assert params["method"] == "deepred" and params["denoiser"] == "tv"
+    assert params["denoiser_sigma"] == 0.05
+
+
 def test_rgb_inpainting_with_a_known_pixel_mask(tmp_path, astronaut48, capsys):
     src, mask_path, out = tmp_path / "rgb.png", tmp_path / "mask.png", tmp_path / "o.png"
     io.imsave(src, (astronaut48 * 255).astype(np.uint8), check_contrast=False)

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .denoisers import DENOISERS
 from .request import METHODS, NOISE_MODELS, SR_FACTORS, TASKS
-
-_DENOISERS = ("nlm", "bm3d", "tv")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="noise model (default gaussian; poisson for photon counts)")
     r.add_argument("--channel-axis", type=int, default=None,
                    help="axis holding colour channels (default: -1 for RGB pictures)")
-    r.add_argument("--denoiser", choices=_DENOISERS, help="DeepRED denoiser (default nlm)")
+    r.add_argument("--denoiser", choices=tuple(DENOISERS), help="DeepRED denoiser (default nlm)")
     r.add_argument("--denoiser-sigma", help="DeepRED denoiser sigma in [0,1] units, or auto")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("devices", help="list the devices this machine can run on")

@@ -1,0 +1,265 @@
+"""DeepRED: Deep Image Prior powered by Regularization by Denoising.
+
+Mataev, Elad, Milanfar, "DeepRED: Deep Image Prior Powered by RED", ICCV Workshops 2019.
+The problem is
+
+    min_{theta, x}  1/2 ||A f_theta(z) - y||^2 + (lam/2) x^T (x - D(x))   s.t.  x = f_theta(z)
+
+with D an off-the-shelf denoiser that is never differentiated. It is solved by scaled ADMM
+(the paper's Algorithm 1), one network step per outer iteration:
+
+1. theta-step: one Adam step on  data(f(z + eps)) + mu * mean((f(z + eps) - (x - u))^2),
+   fresh eps each step (the DIP loop's input perturbation sigma_p).
+2. x-step (RED fixed point):  x <- (lam * D(x) + mu * (f + u)) / (lam + mu),
+   clipped to [0, 1]. D(x) is refreshed every ``denoise_every`` iterations in a background
+   thread while the network keeps stepping (as the paper does); in between the last D(x) is
+   used; before the first refresh (iteration ``denoise_every``) x0 stands in for D(x). The
+   worker starts on D(x0) at the first iteration; each refresh is collected at a fixed
+   iteration (waiting for it if needed) and the next one is started on the new x, so a run
+   repeats exactly whatever the thread timing.
+3. Dual step:  u <- u + f - x.
+
+Units: all of x, u, f and D(x) are in the network's normalised [0, 1] intensities, and so is
+``denoiser_sigma`` (a fraction of the image's intensity range).
+
+Scaling of the theta-step objective: the paper writes 1/2 ||A f - y||^2 + (mu/2) ||f - (x - u)||^2
+with sums. Like the reference code (torch ``MSELoss`` on both terms) we use means, each over
+its own pixels: ``data_term`` (the DIP loop's mean squared error, or Poisson negative
+log-likelihood) plus ``mu * mean((f - (x - u))^2)``. For denoising, deblurring and inpainting
+both terms run over the same number of pixels, so this is the paper's objective times 2/N and
+has the same minimiser; for super-resolution the data term runs over factor^2 fewer pixels, so
+its weight relative to the proximity term is factor^2 larger than in the summed form (again as
+in the reference code). The x-step is per pixel and does not depend on this scaling.
+
+Result: the exponential average of f(z) for denoising, x - u otherwise (reference code).
+x starts from the measurement (denoising, deblurring), its bicubic upsampling
+(super-resolution) or the measurement with each hole filled from its nearest known pixel
+(inpainting); u starts at 0.
+
+Records: every step's ``extras`` (and ``Result.history``) hold ``admm_residual``, the primal
+residual ||x - f|| after the x-step as a root mean square in normalised units, and with
+``denoiser_sigma="auto"`` also ``denoiser_sigma``, the estimate behind the D(x) in use (NaN
+before the first refresh).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from .. import denoisers
+from ..presets import Preset
+from ..problem import Problem
+from ..request import Request
+from .dip import DIPSolver
+
+#: Tasks DeepRED can run.
+SUPPORTED_TASKS = ("denoise", "super_resolution", "deblur", "inpaint")
+#: Name prefix of the background denoiser thread (one per run, gone when the run ends).
+THREAD_PREFIX = "napari-dip-denoiser"
+
+
+@dataclass(frozen=True)
+class TaskDefaults:
+    """Per-task DeepRED settings. ``lr`` / ``input_noise`` None keep the preset's."""
+
+    lam: float
+    mu: float
+    sigma: float  # denoiser noise level, normalised units
+    lr: float | None
+    input_noise: float | None
+    x_init: str  # "measurement", "bicubic" or "nearest"
+
+
+#: From the DeepRED reference code (denoising, deblurring, super-resolution). Inpainting is
+#: not in the paper; its values are ours: the super-resolution weights (a mild prior, since the
+#: known pixels are exact), the denoiser at 3/255, and the DIP preset's learning rate and
+#: perturbation (the preset's inpainting network needs them), x started from the measurement
+#: with each hole filled from its nearest known pixel.
+TASK_DEFAULTS: dict[str, TaskDefaults] = {
+    "denoise": TaskDefaults(lam=0.5, mu=0.5, sigma=3 / 255, lr=0.008, input_noise=0.033,
+                            x_init="measurement"),
+    "deblur": TaskDefaults(lam=0.02, mu=0.04, sigma=3 / 255, lr=0.004, input_noise=None,
+                           x_init="measurement"),
+    "super_resolution": TaskDefaults(lam=0.05, mu=0.06, sigma=5 / 255, lr=0.001,
+                                     input_noise=None, x_init="bicubic"),
+    "inpaint": TaskDefaults(lam=0.05, mu=0.06, sigma=3 / 255, lr=None, input_noise=None,
+                            x_init="nearest"),
+}
+
+
+# -- the ADMM updates (pure functions on tensors) -----------------------------------------------
+def x_update(denoised: torch.Tensor, out: torch.Tensor, u: torch.Tensor, lam: float, mu: float,
+             low: float = 0.0, high: float = 1.0) -> torch.Tensor:
+    """RED fixed-point x-step (Mataev et al. 2019, one fixed-point iteration per ADMM step):
+    ``(lam * D(x) + mu * (f + u)) / (lam + mu)``, clipped to [low, high]."""
+    return ((lam * denoised + mu * (out + u)) / (lam + mu)).clamp(low, high)
+
+
+def dual_update(u: torch.Tensor, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Scaled dual update (Mataev et al. 2019): ``u + f - x``."""
+    return u + out - x
+
+
+def admm_residual(x: torch.Tensor, out: torch.Tensor) -> float:
+    """Primal residual ``||x - f||`` as a root mean square (normalised intensity units)."""
+    return float(torch.sqrt(torch.mean((x - out) ** 2)))
+
+
+# -- option checks ------------------------------------------------------------------------------
+def _number(name: str, value, *, positive: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(float(value)) or float(value) < 0 \
+            or (positive and float(value) == 0):
+        need = "a positive number" if positive else "a number >= 0"
+        raise ValueError(f"{name} must be {need}, got {value!r}")
+    return float(value)
+
+
+def _initial_x(kind: str, problem: Problem) -> torch.Tensor:
+    """The ADMM variable's start, (1, C, H, W) in [0, 1] at the estimate's size."""
+    y = problem.y
+    if kind == "bicubic":
+        x = F.interpolate(y, scale_factor=problem.factor, mode="bicubic", align_corners=False)
+    elif kind == "nearest":
+        known = problem.operator.known.detach().cpu().numpy()[0, 0] != 0
+        _, (iy, ix) = ndimage.distance_transform_edt(~known, return_indices=True)
+        x = y[..., torch.as_tensor(iy, device=y.device), torch.as_tensor(ix, device=y.device)]
+    else:
+        x = y.clone()
+    return x.clamp(0, 1).contiguous()
+
+
+def _denoise_job(image: np.ndarray, sigma, name: str) -> tuple[np.ndarray, float]:
+    return denoisers.denoise_with_sigma(image, sigma, name)
+
+
+class DeepREDSolver(DIPSolver):
+    """DIP + RED by ADMM. Options (``restore(..., method="deepred", **options)``):
+
+    ``denoiser``
+        ``"nlm"`` (default), ``"bm3d"`` or ``"tv"`` (see :mod:`napari_dip.denoisers`).
+    ``denoiser_sigma``
+        Noise level the denoiser is tuned to, in normalised units (fraction of the image's
+        intensity range); ``"auto"`` estimates it on each denoiser input with scikit-image's
+        ``estimate_sigma``; None: the task's default (3/255, or 5/255 for super-resolution).
+    ``lam``, ``mu``
+        RED weight lambda (>= 0) and ADMM penalty mu (> 0); None: the task's default.
+    ``denoise_every``
+        Refresh D(x) every this many iterations (default 10).
+    """
+
+    name = "deepred"
+    option_defaults: dict[str, Any] = {
+        "denoiser": "nlm",
+        "denoiser_sigma": None,
+        "lam": None,
+        "mu": None,
+        "denoise_every": 10,
+    }
+
+    def __init__(self, request: Request, problem: Problem, preset: Preset, device: torch.device):
+        if request.task not in TASK_DEFAULTS:
+            raise ValueError(
+                f"method='deepred' does not support task={request.task!r}; it runs "
+                f"{', '.join(SUPPORTED_TASKS)} (use method='dip' for {request.task})"
+            )
+        defaults = TASK_DEFAULTS[request.task]
+        opts = request.options
+        denoiser = denoisers.check_denoiser(opts.get("denoiser", "nlm"))
+        sigma = opts.get("denoiser_sigma")
+        sigma = defaults.sigma if sigma is None else denoisers.check_sigma(sigma)
+        lam = opts.get("lam")
+        lam = defaults.lam if lam is None else _number("lam", lam, positive=False)
+        mu = opts.get("mu")
+        mu = defaults.mu if mu is None else _number("mu", mu, positive=True)
+        every = opts.get("denoise_every", 10)
+        if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
+            raise ValueError(f"denoise_every must be a positive integer, got {every!r}")
+
+        changes = {}
+        if defaults.lr is not None:
+            changes["lr"] = defaults.lr
+        if defaults.input_noise is not None and preset.input_kind != "image":
+            changes["input_noise"] = defaults.input_noise
+        super().__init__(request, problem, replace(preset, **changes), device)
+
+        self.denoiser = denoiser
+        self.sigma = sigma
+        self.lam, self.mu, self.denoise_every = lam, mu, int(every)
+        self.x_init = defaults.x_init
+        self.options.update(denoiser=denoiser, denoiser_sigma=sigma, lam=lam, mu=mu,
+                            denoise_every=self.denoise_every)
+
+        with torch.no_grad():
+            self.x = _initial_x(self.x_init, problem)
+            self.u = torch.zeros_like(self.x)
+            self.denoised = self.x.clone()  # D(x) until the first refresh arrives
+        self.last_sigma = math.nan
+        self._executor: ThreadPoolExecutor | None = None
+        self._future: Future | None = None
+
+    # -- hooks -------------------------------------------------------------------------------
+    def objective(self, out: torch.Tensor) -> torch.Tensor:
+        # theta-step (Mataev et al. 2019), as means (see the module docstring).
+        return self.data_term(out) + self.mu * torch.mean((out - (self.x - self.u)) ** 2)
+
+    def after_step(self, out: torch.Tensor, iteration: int) -> dict[str, float]:
+        if self._executor is None:  # first step: start the worker on D(x0)
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_PREFIX)
+            self._submit()
+        refresh = iteration % self.denoise_every == 0
+        if refresh:
+            self._collect(iteration)
+        with torch.no_grad():
+            self.x = x_update(self.denoised, out, self.u, self.lam, self.mu)
+            self.u = dual_update(self.u, out, self.x)
+        if refresh:
+            self._submit()
+        extras = {"admm_residual": admm_residual(self.x, out)}
+        if self.sigma == "auto":
+            extras["denoiser_sigma"] = self.last_sigma
+        return extras
+
+    def estimate(self) -> torch.Tensor:
+        if self.request.task == "denoise":
+            return self.average.value
+        return self.x - self.u
+
+    def close(self) -> None:
+        executor, self._executor, self._future = self._executor, None, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def parameters(self) -> dict[str, Any]:
+        params = super().parameters()
+        params["x_init"] = self.x_init
+        params["estimate"] = "ema" if self.request.task == "denoise" else "x_minus_u"
+        return params
+
+    # -- the background denoiser ----------------------------------------------------------------
+    def _submit(self) -> None:
+        image = self.x[0].detach().cpu().to(torch.float64).numpy().copy()
+        self._future = self._executor.submit(_denoise_job, image, self.sigma, self.denoiser)
+
+    def _collect(self, iteration: int) -> None:
+        try:
+            result, used = self._future.result()
+        except Exception as exc:
+            raise RuntimeError(
+                f"the {self.denoiser!r} denoiser failed (D(x) due at iteration {iteration}): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        if not np.all(np.isfinite(result)):
+            raise RuntimeError(f"the {self.denoiser!r} denoiser returned NaN or infinite values "
+                               f"(D(x) due at iteration {iteration})")
+        self.denoised = torch.as_tensor(result, dtype=self.x.dtype, device=self.x.device)[None]
+        self.last_sigma = float(used)
