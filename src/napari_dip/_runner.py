@@ -1,0 +1,155 @@
+"""What the widget's thread worker runs: a plain generator around :func:`napari_dip.iterate`
+that thins the step stream for a GUI and keeps an optional stack of estimates.
+
+No Qt and no napari here, so a script can drive it too::
+
+    gen = run_steps(noisy, task="denoise", preview_every=50, stack_every=100)
+    while True:
+        try:
+            update = next(gen)           # RunUpdate: progress, sometimes a preview
+        except StopIteration as stop:
+            outcome = stop.value         # RunOutcome: the Result and the stack
+            break
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class RunUpdate:
+    """One report for the GUI: the engine's step, and a preview to show (or None)."""
+
+    step: object  # napari_dip.records.Step
+    preview: np.ndarray | None = None
+
+
+@dataclass
+class RunOutcome:
+    """How a run ended: the engine's Result (None on failure), the kept estimates
+    (``stack[i]`` is the estimate after ``stack_iterations[i]`` steps) or the error."""
+
+    result: object | None = None
+    stack: list[np.ndarray] = field(default_factory=list)
+    stack_iterations: list[int] = field(default_factory=list)
+    error: BaseException | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+def engine_preview_every(preview_every: int | None, stack_every: int | None) -> int | None:
+    """How often the engine must hand out an estimate to serve both the live preview and
+    the iteration stack."""
+    every = [n for n in (preview_every, stack_every) if n]
+    if not every:
+        return None
+    return math.gcd(*every) if len(every) > 1 else every[0]
+
+
+def run_steps(image, *, preview_every: int | None = 25, stack_every: int | None = None,
+              min_interval: float = 0.1, clock: Callable[[], float] = time.perf_counter,
+              **restore_kwargs) -> Generator[RunUpdate, None, RunOutcome]:
+    """Run :func:`napari_dip.iterate` and yield :class:`RunUpdate` s, returning a
+    :class:`RunOutcome`.
+
+    A step is yielded when it carries a preview (every ``preview_every`` iterations), when
+    ``min_interval`` seconds have passed since the last yield, and for the first step, so a
+    GUI gets a steady trickle of progress without one signal per iteration. With
+    ``stack_every``, the estimate every ``stack_every`` iterations is kept for the stack.
+    Errors propagate; closing the generator cancels the run.
+    """
+    from .api import iterate
+
+    steps = iterate(image, preview_every=engine_preview_every(preview_every, stack_every),
+                    **restore_kwargs)
+    outcome = RunOutcome()
+    last_yield = -math.inf
+    try:
+        while True:
+            try:
+                step = next(steps)
+            except StopIteration as stop:
+                outcome.result = stop.value
+                return outcome
+            if stack_every and step.preview is not None and step.iteration % stack_every == 0:
+                outcome.stack.append(step.preview)
+                outcome.stack_iterations.append(step.iteration)
+            preview = None
+            if preview_every and step.preview is not None and step.iteration % preview_every == 0:
+                preview = step.preview
+            now = clock()
+            if preview is not None or step.iteration == 1 or now - last_yield >= min_interval:
+                last_yield = now
+                yield RunUpdate(step, preview)
+    finally:
+        steps.close()
+
+
+def guarded(gen: Generator) -> Generator:
+    """Pass ``gen`` through, turning an exception into ``RunOutcome(error=...)`` so that a
+    thread worker reports it as a value instead of a traceback."""
+    try:
+        return (yield from gen)
+    except Exception as exc:  # noqa: BLE001 - every failure is reported to the user
+        return RunOutcome(error=exc)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line message for a failed run: the engine's own words for the errors it
+    raises on purpose, plus advice for running out of memory."""
+    text = str(exc).strip() or type(exc).__name__
+    name = type(exc).__name__
+    if "OutOfMemory" in name or "out of memory" in text.lower():
+        return (f"out of memory: {text.splitlines()[0]} -- try the 'fast' preset, a smaller "
+                "image or device 'cpu'")
+    if isinstance(exc, (ValueError, FloatingPointError)):
+        return text
+    return f"{name}: {text}"
+
+
+def format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "--:--"
+    seconds = int(round(max(seconds, 0.0)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def format_progress(step) -> str:
+    """``"iteration 120 / 1500 · loss 3.21e-03 · 1:05 left"``"""
+    return (f"iteration {step.iteration} / {step.total} \u00b7 loss {step.loss:.3g} "
+            f"\u00b7 {format_duration(step.seconds_left)} left")
+
+
+class PreviewThrottle:
+    """Keeps the time spent showing previews under ``budget`` of the run's wall time.
+
+    Call :meth:`allow` before showing a preview and :meth:`spent` with the seconds it took.
+    """
+
+    def __init__(self, budget: float = 0.1, clock: Callable[[], float] = time.perf_counter):
+        self.budget = budget
+        self.clock = clock
+        self.start = clock()
+        self.used = 0.0
+        self.shown = 0
+        self.skipped = 0
+
+    def allow(self) -> bool:
+        ok = self.used <= self.budget * (self.clock() - self.start)
+        if not ok:
+            self.skipped += 1
+        return ok
+
+    def spent(self, seconds: float) -> None:
+        self.used += seconds
+        self.shown += 1
