@@ -18,6 +18,19 @@ def psnr(estimate, truth, data_range: float = 1.0) -> float:
     return float(10 * np.log10(data_range**2 / mse))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Run torch on one thread: results then do not depend on the machine's core count
+    (parallel reductions change the order of sums), and the widget's Qt thread and DeepRED's
+    denoiser thread are not starved on a 2-core CI machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def camera64() -> np.ndarray:
     """64x64 crop of scikit-image's cameraman, float in [0, 1]."""

@@ -5,7 +5,7 @@ Quality tests use the Shepp-Logan phantom (64x64, the basis of the project's MRI
 piecewise constant with sharp edges, the kind of content DeepRED's priors are for. The
 deblurring test uses the bundled cameraman crop. Noise is drawn from fixed seeds; every
 threshold below is a comparison with a baseline computed in the test, not a stored number.
-Torch runs on one thread here so that timings do not collapse on a shared 2-core machine.
+Torch runs on one thread (tests/conftest.py), so results do not depend on the core count.
 """
 
 from __future__ import annotations
@@ -39,14 +39,6 @@ SIGMA = 25 / 255
 #: DeepRED starts slower than DIP (learning rate 0.008 against 0.01, and the pull towards
 #: x - u); on this image DIP is ahead at 100-300 iterations and DeepRED from 400 on.
 N_DENOISE = 400
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def psnr(truth, x) -> float:

@@ -178,14 +178,14 @@ def test_poisson_noise_model_denoises_photon_counts():
     from napari_dip.samples import hubble
 
     sample = hubble(size=64, peak=30)
-    poisson = restore(sample.degraded, noise="poisson", iterations=300, early_stop=False)
-    gaussian = restore(sample.degraded, noise="gaussian", iterations=300, early_stop=False)
+    poisson = restore(sample.degraded, noise="poisson", iterations=400, early_stop=False)
+    gaussian = restore(sample.degraded, noise="gaussian", iterations=400, early_stop=False)
     assert poisson.parameters["noise"] == "poisson"
     noisy = psnr(sample.degraded, sample.truth, 30)
     with_poisson = psnr(poisson.image, sample.truth, 30)
     with_mse = psnr(gaussian.image, sample.truth, 30)
     assert with_poisson - noisy > 3.0, (noisy, with_poisson)
-    # the likelihood that matches the noise fits faster than squared error (measured: +1.8 dB)
+    # the likelihood that matches the noise fits faster than squared error (measured: +1.8 dB at 400 steps)
     assert with_poisson > with_mse + 1.0, (with_poisson, with_mse)
 
 
