@@ -199,3 +199,34 @@ def test_parameters_record_the_run(noisy64):
     assert p["network"]["channels_down"] == [8, 16, 32, 64, 128]
     assert p["input_dtype"] == "float32" and p["input_shape"] == [64, 64]
     assert isinstance(p["version"], str) and p["version"]
+
+
+def test_batched_host_syncs_give_the_same_run(noisy64):
+    """On accelerators the loop syncs with the host every few steps only; the steps, the
+    early-stopping point and the result must not change (tested here on the CPU)."""
+    from napari_dip.api import _prepare
+    from napari_dip.request import build_request
+
+    def run(sync_every):
+        solver = _prepare(build_request(noisy64[0][:48, :48], iterations=400, early_stop=40,
+                                        preview_every=50))
+        solver.sync_every = sync_every
+        steps = solver.run()
+        seen = []
+        while True:
+            try:
+                seen.append(next(steps))
+            except StopIteration as stop:
+                return seen, stop.value
+
+    every_step, a = run(1)
+    batched, b = run(7)
+    assert a.stopped_at == b.stopped_at and a.iterations < 400  # early stopping fired
+    np.testing.assert_array_equal(a.image, b.image)
+    n = len(every_step)
+    assert [s.loss for s in batched[:n]] == [s.loss for s in every_step]
+    assert [s.iteration for s in batched[:n]] == list(range(1, n + 1))
+    # the stop is noticed at the next sync: at most 6 steps later
+    assert 0 <= len(batched) - n <= 6
+    assert [s.iteration for s in batched if s.preview is not None][:-1] == \
+        [s.iteration for s in every_step if s.preview is not None][:-1]

@@ -67,7 +67,10 @@ class EarlyStopping:
     Keeps the last ``window`` outputs (a fixed random subset of at most ``max_pixels`` values,
     which estimates the same mean variance at a fraction of the memory), and their running
     variance. The run stops after ``patience`` steps without a new variance minimum; the
-    estimate to return is the one recorded at the minimum.
+    estimate to return (:attr:`kept`) is the one recorded at the minimum.
+
+    Everything stays on the outputs' device: :meth:`update` never waits for the device, so a
+    GPU loop runs without host syncs; :meth:`should_stop` and :attr:`best_iteration` sync.
     """
 
     def __init__(self, window: int = 100, patience: int = 300, max_pixels: int = 65536,
@@ -80,8 +83,18 @@ class EarlyStopping:
         self._buffer: torch.Tensor | None = None
         self._sum = self._sumsq = None
         self._count = 0
-        self.best_variance = math.inf
-        self.best_iteration: int | None = None
+        self._best_variance: torch.Tensor | None = None
+        self._best_iteration: torch.Tensor | None = None
+        #: The estimate at the minimum-variance iteration so far (None until the window fills).
+        self.kept: torch.Tensor | None = None
+
+    @property
+    def best_iteration(self) -> int | None:
+        return None if self._best_iteration is None else int(self._best_iteration)
+
+    @property
+    def best_variance(self) -> float:
+        return math.inf if self._best_variance is None else float(self._best_variance)
 
     def _sample(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.detach().reshape(-1)
@@ -94,8 +107,11 @@ class EarlyStopping:
         # device has no float64, e.g. Apple MPS).
         return v.to(torch.float32 if v.device.type == "mps" else torch.float64)
 
-    def update(self, iteration: int, x: torch.Tensor) -> tuple[float, bool]:
-        """Add the output of ``iteration``; returns (variance or NaN, new minimum?)."""
+    def update(self, iteration: int, x: torch.Tensor, estimate: torch.Tensor
+               ) -> torch.Tensor | None:
+        """Add the output ``x`` of ``iteration``; keep ``estimate`` if the windowed variance
+        reaches a new minimum. Returns the variance (0-d tensor), or None until the window
+        is full."""
         v = self._sample(x)
         if self._buffer is None:
             self._buffer = torch.empty((self.window, v.numel()), dtype=v.dtype, device=v.device)
@@ -111,17 +127,23 @@ class EarlyStopping:
         self._sumsq += v * v
         self._count += 1
         if self._count < self.window:
-            return math.nan, False
+            return None
         mean = self._sum / self.window
-        variance = float((self._sumsq / self.window - mean * mean).clamp_min(0).mean())
-        if variance < self.best_variance:
-            self.best_variance = variance
-            self.best_iteration = iteration
-            return variance, True
-        return variance, False
+        variance = (self._sumsq / self.window - mean * mean).clamp_min(0).mean()
+        it = torch.full((), iteration, device=variance.device)  # a fill, not a host copy
+        if self._best_variance is None:
+            self._best_variance, self._best_iteration = variance, it
+            self.kept = estimate.detach().clone()
+        else:
+            new = variance < self._best_variance
+            self._best_variance = torch.where(new, variance, self._best_variance)
+            self._best_iteration = torch.where(new, it, self._best_iteration)
+            self.kept = torch.where(new, estimate.detach(), self.kept)
+        return variance
 
     def should_stop(self, iteration: int) -> bool:
-        return self.best_iteration is not None and iteration - self.best_iteration >= self.patience
+        best = self.best_iteration
+        return best is not None and iteration - best >= self.patience
 
 
 def default_patience(iterations: int, window: int = 100) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..networks import SkipNetwork
+from ..networks import make_network
 from ..presets import Preset
 from ..problem import Problem, to_output
 from ..records import Result, Step
@@ -29,16 +29,15 @@ _RATE_FLOOR = 1e-6
 
 def make_input(preset: Preset, problem: Problem, generator: torch.Generator) -> torch.Tensor:
     """The fixed network input z: U(0, 0.1) noise, a coordinate meshgrid, or the guide image."""
-    n, _, h, w = problem.estimate_shape
+    n, _, *spatial = problem.estimate_shape  # (h, w), or (d, h, w) for a volume
     device = problem.y.device
     if preset.input_kind == "image":
         return problem.guide.clone()
     if preset.input_kind == "meshgrid":
-        ys = torch.linspace(0, 1, h, device=device)
-        xs = torch.linspace(0, 1, w, device=device)
-        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-        return torch.stack([gx, gy])[None]
-    z = torch.rand((n, preset.input_channels, h, w), generator=generator, device=device)
+        grids = torch.meshgrid(*(torch.linspace(0, 1, s, device=device) for s in spatial),
+                               indexing="ij")
+        return torch.stack(grids[::-1])[None]  # x, y (, z) coordinates
+    z = torch.rand((n, preset.input_channels, *spatial), generator=generator, device=device)
     return z * 0.1
 
 
@@ -72,7 +71,9 @@ class DIPSolver:
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(request.seed)
             z = make_input(preset, problem, self.generator)
-            self.net = SkipNetwork(z.shape[1], problem.channels, preset.network).to(device)
+            # 2-D skip network, or the 3-D one for a volume (problem.z_strides set)
+            self.net = make_network(z.shape[1], problem.channels, preset.network,
+                                    problem.z_strides).to(device)
         self.z = z
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=preset.lr)
         self.average = ExponentialAverage(preset.ema)
@@ -82,7 +83,9 @@ class DIPSolver:
             generator=self.generator
         ) if request.early_stop else None
         self.history: dict[str, list[float]] = {"loss": [], "variance": []}
-        self._kept: torch.Tensor | None = None  # estimate at the early-stopping point
+        # Host syncs: every step on the CPU (free there); on accelerators the loss and the
+        # early-stopping numbers stay on the device and reach the host every this many steps.
+        self.sync_every = 1 if device.type == "cpu" else 25
 
     # -- hooks for subclasses -------------------------------------------------------------
     def data_term(self, out: torch.Tensor) -> torch.Tensor:
@@ -123,6 +126,8 @@ class DIPSolver:
     def _loop(self) -> Generator[Step, None, Result]:
         start = time.perf_counter()
         sigma_p = self.preset.input_noise
+        # Steps wait here, with their numbers still on the device, until the next host sync.
+        pending: list[tuple[int, torch.Tensor, dict, torch.Tensor | None, float]] = []
         iteration = 0
         for iteration in range(1, self.iterations + 1):
             self.net.train()
@@ -142,39 +147,30 @@ class DIPSolver:
                 extras["backtracked"] = 1.0
             self.average.update(out)
             extras.update(self.after_step(out, iteration))
-
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(
-                    f"the loss became {loss_value} at iteration {iteration}; lower the learning "
-                    "rate or check the input for extreme values"
-                )
-            self.history["loss"].append(loss_value)
-            for key, value in extras.items():
-                self.history.setdefault(key, []).append(value)
-
-            stop = False
+            variance = None
             if self.early_stopping is not None:
-                variance, new_min = self.early_stopping.update(iteration, out)
-                extras["variance"] = variance
-                if new_min:
-                    self._kept = self.estimate().clone()
-                stop = self.early_stopping.should_stop(iteration)
-            self.history["variance"].append(extras.get("variance", math.nan))
+                variance = self.early_stopping.update(iteration, out, self.estimate())
+            pending.append((iteration, loss.detach(), extras, variance,
+                            time.perf_counter() - start))
 
-            last = stop or iteration == self.iterations
-            preview = None
-            if last or (self.preview_every and iteration % self.preview_every == 0):
-                preview = to_output(self.estimate(), self.problem, self.request)
-            yield Step(iteration, self.iterations, loss_value, time.perf_counter() - start,
-                       preview, extras)
+            preview_due = bool(self.preview_every) and iteration % self.preview_every == 0
+            if not (preview_due or iteration == self.iterations
+                    or len(pending) >= self.sync_every):
+                continue
+            stop = self.early_stopping is not None \
+                and self.early_stopping.should_stop(iteration)
+            steps = self._flush(pending)
+            pending = []
+            if preview_due or stop or iteration == self.iterations:
+                steps[-1].preview = to_output(self.estimate(), self.problem, self.request)
+            yield from steps
             if stop:
                 break
 
         elapsed = time.perf_counter() - start
         final, stopped_at = self.estimate(), iteration
-        if self.early_stopping is not None and self._kept is not None:
-            final, stopped_at = self._kept, self.early_stopping.best_iteration
+        if self.early_stopping is not None and self.early_stopping.kept is not None:
+            final, stopped_at = self.early_stopping.kept, self.early_stopping.best_iteration
         return Result(
             image=to_output(final, self.problem, self.request),
             iterations=iteration,
@@ -183,6 +179,29 @@ class DIPSolver:
             parameters=self.parameters(),
             elapsed=elapsed,
         )
+
+    def _flush(self, pending) -> list[Step]:
+        """Bring the pending steps' numbers to the host (one sync) and record them."""
+        losses = torch.stack([p[1] for p in pending]).float().cpu().tolist()
+        variances = [math.nan if p[3] is None else p[3] for p in pending]
+        if any(isinstance(v, torch.Tensor) for v in variances):
+            variances = [float(v) for v in variances]
+        steps = []
+        for (iteration, _, extras, _, elapsed), loss, variance in zip(pending, losses, variances):
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"the loss became {loss} at iteration {iteration}; lower the learning "
+                    "rate or check the input for extreme values"
+                )
+            extras = {k: float(v) for k, v in extras.items()}
+            self.history["loss"].append(loss)
+            for key, value in extras.items():
+                self.history.setdefault(key, []).append(value)
+            self.history["variance"].append(variance)
+            if self.early_stopping is not None:
+                extras["variance"] = variance
+            steps.append(Step(iteration, self.iterations, loss, elapsed, None, extras))
+        return steps
 
     def parameters(self) -> dict[str, Any]:
         """Every setting of the run, JSON-serialisable."""
