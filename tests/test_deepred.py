@@ -348,3 +348,24 @@ def test_super_resolution_beats_bicubic():
     after = psnr(truth, result.image)
     print(f"x2 SR PSNR bicubic {bicubic:.2f} -> DeepRED {after:.2f} dB")
     assert after > bicubic + 0.5
+
+
+def test_early_stopping_ends_the_run_but_keeps_the_latest_estimate():
+    """DeepRED's outputs settle slowly, so the variance minimum comes before the estimate is
+    good; early stopping only ends the run, and the estimate at the stop is returned."""
+    clean = data.camera()[80:128, 200:248].astype(np.float32) / 255
+    noisy = clean + np.random.default_rng(0).normal(0, SIGMA, clean.shape).astype(np.float32)
+    steps = iterate(noisy, "denoise", "deepred", denoiser="tv", iterations=600, early_stop=40,
+                    device="cpu")
+    seen = []
+    while True:
+        try:
+            seen.append(next(steps))
+        except StopIteration as stop:
+            result = stop.value
+            break
+    assert result.iterations < 600  # it stopped early
+    variance = np.array(result.history["variance"])
+    assert result.iterations - (np.nanargmin(variance) + 1) == 40
+    assert result.stopped_at == result.iterations
+    np.testing.assert_array_equal(result.image, seen[-1].preview)

@@ -45,6 +45,9 @@ class DIPSolver:
     """Deep Image Prior. Build with a request, its problem and preset; run with :meth:`run`."""
 
     name = "dip"
+    #: Return the estimate at the early-stopping variance minimum (ES-WMV). Subclasses whose
+    #: runs do not overfit (DeepRED) keep the estimate at the stop instead.
+    keep_minimum_variance_estimate = True
     #: Method options this solver accepts through ``restore(**options)`` and their defaults.
     option_defaults: dict[str, Any] = {}
 
@@ -169,7 +172,8 @@ class DIPSolver:
 
         elapsed = time.perf_counter() - start
         final, stopped_at = self.estimate(), iteration
-        if self.early_stopping is not None and self.early_stopping.kept is not None:
+        if self.keep_minimum_variance_estimate and self.early_stopping is not None \
+                and self.early_stopping.kept is not None:
             final, stopped_at = self.early_stopping.kept, self.early_stopping.best_iteration
         return Result(
             image=to_output(final, self.problem, self.request),
