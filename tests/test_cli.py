@@ -26,7 +26,7 @@ def run(capsys, *argv):
 def test_png_in_png_out_keeps_shape_and_dtype(tmp_path, grey_png, capsys):
     out = tmp_path / "clean.png"
     code, stdout, stderr = run(capsys, "restore", str(grey_png), "-o", str(out),
-                               "--iterations", "4", "--seed", "1")
+                               "--iterations", "4", "--seed", "1", "--threads", "1")
     assert code == 0, stderr
     restored = io.imread(out)
     assert restored.shape == (64, 64) and restored.dtype == np.uint8
@@ -94,6 +94,7 @@ def test_sample_reports_psnr(tmp_path, capsys):
     (["restore", "missing.png"], "no such file"),
     (["restore", "--sample", "--task", "super_resolution"], "needs factor"),
     (["restore", "--sample", "--denoiser", "nlm"], "--method deepred only"),
+    (["restore", "--sample", "--threads", "0"], "--threads must be at least 1"),
     (["restore", "--sample", "--sample-of-nothing"], None),
 ])
 def test_errors_exit_with_code_2_and_a_message(argv, message, capsys):

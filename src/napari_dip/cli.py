@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="axis holding colour channels (default: -1 for RGB pictures)")
     r.add_argument("--denoiser", choices=tuple(DENOISERS), help="DeepRED denoiser (default nlm)")
     r.add_argument("--denoiser-sigma", help="DeepRED denoiser sigma in [0,1] units, or auto")
+    r.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice, one per core); "
+                        "on a busy machine fewer threads can be much faster")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("devices", help="list the devices this machine can run on")
     return parser
@@ -155,6 +158,12 @@ def _restore_command(args) -> int:
     kwargs.update(method=args.method, preset=args.preset, early_stop=not args.no_early_stop,
                   device=args.device, seed=args.seed)
 
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     result = _run(image, kwargs, args.quiet)
     write_image(output, result.image, str(np.asarray(image).dtype), result.parameters)
     summary = {
