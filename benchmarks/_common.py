@@ -1,0 +1,54 @@
+"""Shared helpers of the benchmark scripts: images, degradations, metrics, table output."""
+
+from __future__ import annotations
+
+import datetime
+import platform
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def psnr(estimate, truth, data_range: float = 1.0) -> float:
+    mse = np.mean((np.asarray(estimate, np.float64) - np.asarray(truth, np.float64)) ** 2)
+    return float(10 * np.log10(data_range**2 / mse))
+
+
+def ssim(estimate, truth, data_range: float = 1.0) -> float:
+    from skimage.metrics import structural_similarity
+
+    estimate, truth = np.asarray(estimate, np.float64), np.asarray(truth, np.float64)
+    channel_axis = -1 if truth.ndim == 3 else None
+    return float(structural_similarity(estimate, truth, data_range=data_range,
+                                       channel_axis=channel_axis))
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads), {datetime.date.today().isoformat()}")
+
+
+def markdown_table(rows: list[dict], columns: list[str]) -> str:
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.2f}" if abs(v) < 1000 else f"{v:.0f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
