@@ -56,3 +56,13 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared test data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def drain(steps):
+    """Run a step generator to its end: (the steps it yielded, the Result it returned)."""
+    seen = []
+    while True:
+        try:
+            seen.append(next(steps))
+        except StopIteration as stop:
+            return seen, stop.value

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import drain
 
 from napari_dip._layers import (
     Geometry,
@@ -152,13 +153,7 @@ def test_run_steps_previews_stack_and_result():
     gen = run_steps(_noisy(), task="denoise", iterations=12, early_stop=False, device="cpu",
                     preview_every=4, stack_every=6, min_interval=1e9,
                     clock=lambda: next(times))
-    updates = []
-    while True:
-        try:
-            updates.append(next(gen))
-        except StopIteration as stop:
-            outcome = stop.value
-            break
+    updates, outcome = drain(gen)
     # first step, then only the steps carrying a preview (every 4)
     assert [u.step.iteration for u in updates] == [1, 4, 8, 12]
     assert all(u.preview is not None for u in updates[1:])
