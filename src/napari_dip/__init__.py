@@ -23,6 +23,7 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 _LAZY = {
     "restore": "napari_dip.api",
     "iterate": "napari_dip.api",
+    "validate": "napari_dip.api",
     "Result": "napari_dip.records",
     "Step": "napari_dip.records",
     "available_devices": "napari_dip.devices",

@@ -13,17 +13,20 @@ _DOC_ARGS = """
     ----------
     image:
         The degraded image: 2-D (Y, X), or 3-D with ``channel_axis`` naming the channel axis
-        (e.g. -1 for RGB). Any real dtype (uint8, uint16, float, negative values allowed);
-        at least 16 pixels on each side. Never modified.
+        (e.g. -1 for RGB), or any stack, time series or volume with ``axes``. Any real dtype
+        (uint8, uint16, float, negative values allowed); at least 16 pixels on each side.
+        Never modified.
     task:
         ``"denoise"``, ``"inpaint"``, ``"super_resolution"``, ``"deblur"`` or
         ``"flash_no_flash"``.
     method:
         ``"dip"`` (Deep Image Prior) or ``"deepred"`` (DIP + Regularization by Denoising).
     mask:
-        Inpainting only: (Y, X) array, nonzero at the pixels to fill.
+        Inpainting only: (Y, X) array, nonzero at the pixels to fill (stacks: the image's
+        shape without channels, or one plane's (volume's) shape for every plane).
     factor:
-        Super-resolution only: 2, 4 or 8.
+        Super-resolution only: 2, 4 or 8 (along Y and X); with ``mode="volume"`` 2 to 8
+        along Z (thick slices made thin).
     kernel:
         Deblurring only: ``"gaussian"`` (25x25, sigma 1.6 px, the default), ``"uniform"``
         (9x9 box) or a 2-D array (normalised to sum 1).
@@ -52,18 +55,47 @@ _DOC_ARGS = """
         counts; needs non-negative data).
     preview_every:
         Put the current estimate into every N-th :class:`Step` (None: only the last step).
+    axes:
+        Stacks, time series and volumes: one letter per axis of ``image`` -- ``T`` (time),
+        ``Z`` (depth), ``Y`` and ``X`` (the plane, required) and ``C`` (channels), e.g.
+        ``"ZYX"``, ``"TZYX"``, ``"TYXC"``. None: a 2-D image (with ``channel_axis``). Use
+        either ``axes`` or ``channel_axis``.
+    mode:
+        With a Z axis: ``"slices"`` (default) restores each plane with the 2-D network,
+        ``"volume"`` restores each volume at once with the 3-D network (denoise, inpaint with
+        a 3-D mask, super-resolution along Z by ``factor``: thick slices made thin). T is
+        always run one time point after the other.
+    tile:
+        Large planes: restore them in overlapping tiles of this many pixels, blended with
+        smooth weights; ``"auto"`` picks the largest tile that fits the device's memory (no
+        tiling if the whole plane fits); None (default): no tiling, and a ValueError before
+        the run if the image will not fit.
+    overlap:
+        Pixels shared by neighbouring tiles (default: a quarter of the tile, at least 16).
+    warm_start:
+        Stacks and tiles: start each part after the first from the previous part's network
+        weights and run a quarter of the iterations (True, the default), start every part
+        afresh (False), or give the warm parts' iterations (an integer).
+    spacing:
+        ``mode="volume"``: the (z, y, x) voxel size; Z is then not downsampled in the 3-D
+        network while a voxel is more than twice as long along Z as across.
     **options:
         Method-specific settings (see the method's documentation).
 """
 
 
-def _prepare(request: Request):
-    """Device, preset, problem and solver for a validated request (imports torch)."""
+def _prepare(request: Request, check_memory: bool = False):
+    """Device, preset, problem and solver for a validated request (imports torch). With
+    ``check_memory``, a ValueError first if the run will not fit the device's memory."""
     from .devices import resolve_device
     from .presets import get_preset
     from .problem import build_problem, largest_hole_radius
 
     device = resolve_device(request.device)
+    if check_memory:
+        from .drivers import check_request_memory
+
+        check_request_memory(request, device)
     hole_radius = largest_hole_radius(request.mask) if request.mask is not None else 0.0
     preset = get_preset(request.preset, request.task, factor=request.factor,
                         hole_radius=hole_radius)
@@ -77,24 +109,91 @@ def _prepare(request: Request):
     return solver_class(request, problem, preset, device)
 
 
-def iterate(image, task: str = "denoise", method: str = "dip", **kwargs) -> Generator[Step, None, Result]:
+def iterate(image, task: str = "denoise", method: str = "dip", *, axes: str | None = None,
+            mode: str | None = None, tile=None, overlap: int | None = None, warm_start=None,
+            spacing=None, **kwargs) -> Generator[Step, None, Result]:
     """Run a restoration step by step.
 
     Validates every argument at once (raising ValueError before any work), then returns a
     generator that yields a :class:`~napari_dip.records.Step` per iteration and returns the
     :class:`~napari_dip.records.Result` (``result = yield from iterate(...)``, or the
     ``StopIteration.value``). Closing the generator cancels the run cleanly.
+
+    Stacks, volumes and tiled images are restored part after part; their steps say which
+    part (``step.plane`` of ``step.planes``, ``step.tile`` of ``step.tiles``) and how far the
+    whole run is (``step.run_iteration`` of ``step.run_total``); a step's preview is its
+    part's estimate and ``step.region`` where it goes in the result.
     """
-    request = build_request(image, task, method, **kwargs)
-    solver = _prepare(request)
-    return solver.run()
+    if axes is None and mode is None and tile is None and overlap is None:
+        request = build_request(image, task, method, **kwargs)
+        solver = _prepare(request, check_memory=True)
+        return solver.run()
+    return _iterate_parts(image, task, method, axes=axes, mode=mode, tile=tile,
+                          overlap=overlap, warm_start=warm_start, spacing=spacing, **kwargs)
+
+
+def _plan(image, task, method, *, axes, mode, tile, overlap, warm_start, spacing, **kwargs):
+    """The checked plan of a multi-part run (torch-free; see :mod:`napari_dip.stacks`)."""
+    from .request import check_array
+    from .stacks import axes_from_channel_axis, build_plan
+
+    channel_axis = kwargs.pop("channel_axis", None)
+    if axes is None:
+        if mode is not None:
+            raise ValueError(f"mode={mode!r} needs axes= naming the image's axes, e.g. "
+                             "axes='ZYX' for a Z-stack or axes='TYX' for a time series")
+        raw = check_array(image, "image")
+        axes = axes_from_channel_axis(raw.ndim, channel_axis)
+        if not axes:  # not a 2-D image: let the single-image checks say why
+            build_request(image, task, method, channel_axis=channel_axis, **kwargs)
+            raise ValueError(f"image has shape {raw.shape}; name its axes with axes=")
+    elif channel_axis is not None:
+        raise ValueError("give either axes= (with a 'C' for the channel axis) or "
+                         "channel_axis=, not both")
+    return build_plan(image, task, method, axes=axes, mode=mode, tile=tile, overlap=overlap,
+                      warm_start=warm_start, spacing=spacing, **kwargs)
+
+
+def _iterate_parts(image, task, method, **kwargs):
+    """Stacks, volumes and tiles (see :mod:`napari_dip.drivers`)."""
+    import numpy as np
+
+    from .devices import resolve_device
+    from .drivers import plan_tiles, run_plan
+
+    plan = _plan(image, task, method, **kwargs)
+    device = resolve_device(plan.template.device)
+    plan_tiles(plan, device)
+    layout = plan.layout
+    if not layout.iterated and plan.boxes is None and not layout.volume:
+        # one 2-D image after all: the single-image pipeline
+        single = {k: v for k, v in kwargs.items()
+                  if k not in ("axes", "mode", "tile", "overlap", "warm_start", "spacing",
+                               "channel_axis")}
+        request = build_request(np.asarray(image), task, method, channel_axis=layout.channel,
+                                **single)
+        return _prepare(request).run()
+    return run_plan(plan)
+
+
+def validate(image, task: str = "denoise", method: str = "dip", *, axes: str | None = None,
+             mode: str | None = None, tile=None, overlap: int | None = None, warm_start=None,
+             spacing=None, **kwargs) -> None:
+    """Make every check :func:`iterate` makes on the arguments, without starting a run and
+    without torch: raises the same ValueError. (The device and its memory are checked when
+    the run starts.)"""
+    if axes is None and mode is None and tile is None and overlap is None:
+        build_request(image, task, method, **kwargs)
+    else:
+        _plan(image, task, method, axes=axes, mode=mode, tile=tile, overlap=overlap,
+              warm_start=warm_start, spacing=spacing, **kwargs)
 
 
 def restore(image, task: str = "denoise", method: str = "dip", **kwargs) -> Result:
     """Restore ``image`` and return a :class:`~napari_dip.records.Result`.
 
-    ``result.image`` is float32 in the input's value range, same shape as the input (Y and X
-    multiplied by ``factor`` for super-resolution).
+    ``result.image`` is float32 in the input's value range, same shape and axis order as the
+    input (Y and X multiplied by ``factor`` for super-resolution; Z in ``mode="volume"``).
     """
     steps = iterate(image, task, method, **kwargs)
     while True:
@@ -107,4 +206,4 @@ def restore(image, task: str = "denoise", method: str = "dip", **kwargs) -> Resu
 iterate.__doc__ += _DOC_ARGS
 restore.__doc__ += _DOC_ARGS
 
-__all__ = ["iterate", "restore", "Result", "Step"]
+__all__ = ["iterate", "restore", "validate", "Result", "Step"]

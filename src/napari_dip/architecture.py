@@ -45,3 +45,26 @@ class NetworkConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def z_strides(config: NetworkConfig, depth: int, spacing: tuple[float, float] | None = None
+              ) -> tuple[int, ...]:
+    """Stride along Z at each scale of a 3-D network for a volume of ``depth`` slices.
+
+    Y and X are halved at every scale; Z only while it stays long enough (at least 8 slices
+    before halving, so the deepest level keeps at least 4) and, when ``spacing`` = (z, yx)
+    voxel sizes is given, only while a voxel is no more than twice as long along Z as across
+    (the rule nnU-Net uses for anisotropic data): thick slices are not averaged away.
+    """
+    strides = []
+    length = int(depth)
+    sz, syx = (1.0, 1.0) if spacing is None else (float(spacing[0]), float(spacing[1]))
+    for _ in range(config.scales):
+        if length >= 8 and sz <= 2 * syx:
+            strides.append(2)
+            length = -(-length // 2)
+            sz *= 2
+        else:
+            strides.append(1)
+        syx *= 2
+    return tuple(strides)

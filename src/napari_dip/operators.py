@@ -1,5 +1,6 @@
 """Degradation operators ``A``: each maps an estimate ``x`` of shape (N, C, H, W) to what the
-measurement ``y`` would look like. The same objects make synthetic test degradations.
+measurement ``y`` would look like (volumes: (N, C, D, H, W) for :class:`Identity`,
+:class:`Mask` and :class:`DownsampleZ`). The same objects make synthetic test degradations.
 
 All operators work on torch tensors of normalised intensities, on any device.
 """
@@ -43,12 +44,13 @@ class Identity(Operator):
 class Mask(Operator):
     """Inpainting: ``A(x) = m * x`` with ``m`` = 1 at known pixels, 0 in the holes.
 
-    ``known`` is a (H, W) or (1, 1, H, W) array or tensor, nonzero where the pixel is known.
+    ``known`` is a (H, W) or (1, 1, H, W) array or tensor, nonzero where the pixel is known;
+    for volumes a (D, H, W) one with ``spatial_dims=3``.
     """
 
-    def __init__(self, known):
+    def __init__(self, known, spatial_dims: int = 2):
         m = torch.as_tensor(np.asarray(known) != 0 if not torch.is_tensor(known) else known != 0)
-        while m.ndim < 4:
+        while m.ndim < 2 + spatial_dims:
             m = m.unsqueeze(0)
         self.known = m.to(torch.float32)
 
@@ -105,3 +107,20 @@ class Blur(Operator):
         xp = F.pad(xp, (left, right, top, bottom), mode="circular")
         out = F.conv2d(xp, self.kernel.to(dtype=x.dtype).view(1, 1, kh, kw))
         return out.reshape(n, c, h, w)
+
+
+class DownsampleZ(Operator):
+    """Thick slices: each measured slice is the mean of ``factor`` consecutive thin slices.
+
+    Works on volumes (N, C, D*factor, H, W) and returns (N, C, D, H, W): Y and X are left
+    alone. This is the slice-profile model of a thick-slice acquisition (MRI, or a widefield
+    stack taken with a coarse Z step) with a box profile as wide as the slice spacing.
+    """
+
+    def __init__(self, factor: int):
+        self.factor = 1  # in-plane factor: Y and X keep their size
+        self.z_factor = int(factor)
+
+    def A(self, x):  # noqa: N802
+        f = self.z_factor
+        return F.avg_pool3d(x, kernel_size=(f, 1, 1), stride=(f, 1, 1))

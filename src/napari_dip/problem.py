@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from .architecture import NetworkConfig
-from .operators import Blur, Downsample, Identity, Mask, Operator
+from .architecture import NetworkConfig, z_strides
+from .operators import Blur, Downsample, DownsampleZ, Identity, Mask, Operator
 from .request import Request
 
 
@@ -29,8 +29,14 @@ class Scaling:
     high: float
 
     @classmethod
-    def fit(cls, data: np.ndarray, noise: str = "gaussian") -> "Scaling":
-        low, high = float(data.min()), float(data.max())
+    def fit(cls, data: np.ndarray, noise: str = "gaussian",
+            value_range: tuple[float, float] | None = None) -> "Scaling":
+        """Map ``data``'s own [min, max] (or ``value_range``, e.g. the whole image's range for
+        one of its tiles) to [0, 1]."""
+        if value_range is None:
+            low, high = float(data.min()), float(data.max())
+        else:
+            low, high = float(value_range[0]), float(value_range[1])
         if noise == "poisson":
             # Counts keep their zero: a Poisson likelihood is only right for rate * constant.
             return cls(0.0, high, low, high)
@@ -43,12 +49,18 @@ class Scaling:
         return np.clip(data * self.scale + self.offset, self.low, self.high)
 
 
-def padded_size(size: int, factor: int, config: NetworkConfig) -> int:
-    """Measurement-side length after padding so that ``length * factor`` suits the network."""
-    m = config.size_multiple
-    target = max(math.ceil(size * factor / m) * m, config.min_size)
+def padded_length(size: int, factor: int, multiple: int, minimum: int) -> int:
+    """Measurement-side length after padding so that ``length * factor`` is a multiple of
+    ``multiple`` and at least ``minimum``."""
+    m = multiple
+    target = max(math.ceil(size * factor / m) * m, minimum)
     target = math.ceil(target / (m * factor)) * m * factor if target % factor else target
     return target // factor
+
+
+def padded_size(size: int, factor: int, config: NetworkConfig) -> int:
+    """Measurement-side length after padding so that ``length * factor`` suits the network."""
+    return padded_length(size, factor, config.size_multiple, config.min_size)
 
 
 def largest_hole_radius(fill: np.ndarray) -> float:
@@ -59,49 +71,76 @@ def largest_hole_radius(fill: np.ndarray) -> float:
 @dataclass
 class Problem:
     """Everything in the network's units, padded. Shapes: ``y`` (1, C, h, w) with h, w the
-    padded measurement size; estimates are (1, C, h * factor, w * factor)."""
+    padded measurement size; estimates are (1, C, h * factor, w * factor). Volumes:
+    ``y`` (1, C, d, h, w), estimates (1, C, d * z_factor, h, w), and ``z_strides`` (the 3-D
+    network's stride along Z at each scale) is set."""
 
     y: torch.Tensor
     operator: Operator
     scaling: Scaling
     factor: int
-    crop: tuple[slice, slice]  # in estimate (high-resolution) pixels
+    crop: tuple[slice, ...]  # in estimate (high-resolution) pixels, one per spatial axis
     guide: torch.Tensor | None  # the flash shot, normalised and padded, for flash/no-flash
-    known: np.ndarray | None  # (H, W) bool, known pixels of an inpainting problem
+    known: np.ndarray | None  # (H, W) or (D, H, W) bool, known pixels of an inpainting problem
+    z_factor: int = 1
+    z_strides: tuple[int, ...] | None = None
 
     @property
     def channels(self) -> int:
         return self.y.shape[1]
 
     @property
-    def estimate_shape(self) -> tuple[int, int, int, int]:
-        n, c, h, w = self.y.shape
-        return (n, c, h * self.factor, w * self.factor)
+    def volume(self) -> bool:
+        return self.y.ndim == 5
+
+    @property
+    def factors(self) -> tuple[int, ...]:
+        """Estimate/measurement size ratio along each spatial axis."""
+        return (self.z_factor, self.factor, self.factor) if self.volume \
+            else (self.factor, self.factor)
+
+    @property
+    def estimate_shape(self) -> tuple[int, ...]:
+        n, c, *spatial = self.y.shape
+        return (n, c, *(s * f for s, f in zip(spatial, self.factors)))
 
 
-def _pad(a: np.ndarray, before: tuple[int, int], after: tuple[int, int]) -> np.ndarray:
-    widths = [(0, 0)] * (a.ndim - 2) + [(before[0], after[0]), (before[1], after[1])]
+def _pad(a: np.ndarray, before: tuple[int, ...], after: tuple[int, ...]) -> np.ndarray:
+    k = len(before)
+    widths = [(0, 0)] * (a.ndim - k) + list(zip(before, after))
     return np.pad(a, widths, mode="reflect")
 
 
 def build_problem(request: Request, config: NetworkConfig, device: torch.device) -> Problem:
     """Normalise, pad and move the request's data to ``device``."""
-    f = request.factor
-    h, w = request.spatial_shape
-    hp, wp = padded_size(h, f, config), padded_size(w, f, config)
-    before = ((hp - h) // 2, (wp - w) // 2)
-    after = (hp - h - before[0], wp - w - before[1])
+    spatial = tuple(request.spatial_shape)
+    volume = len(spatial) == 3
+    f, fz = request.factor, request.z_factor
+    factors = (fz, f, f) if volume else (f, f)
+    strides = None
+    padded = [padded_size(n, f, config) for n in spatial[-2:]]
+    if volume:
+        spacing = None
+        if request.spacing is not None:
+            sz, sy, sx = request.spacing
+            spacing = (sz / fz, min(sy, sx))  # the estimate's voxel size
+        strides = z_strides(config, spatial[0] * fz, spacing)
+        multiple = 2 ** sum(1 for st in strides if st == 2)
+        padded.insert(0, padded_length(spatial[0], fz, multiple, multiple))
+    before = tuple((p - n) // 2 for p, n in zip(padded, spatial))
+    after = tuple(p - n - b for p, n, b in zip(padded, spatial, before))
 
-    scaling = Scaling.fit(request.image, request.noise)
+    scaling = Scaling.fit(request.image, request.noise, request.value_range)
     y = _pad(scaling.forward(request.image), before, after)
 
     known = None
     if request.task == "inpaint":
         known = ~request.mask
-        op: Operator = Mask(_pad(known.astype(np.float32), before, after))
+        op: Operator = Mask(_pad(known.astype(np.float32), before, after),
+                            spatial_dims=len(spatial))
         y = y * _pad(known.astype(np.float64), before, after)
     elif request.task == "super_resolution":
-        op = Downsample(f)
+        op = DownsampleZ(fz) if volume else Downsample(f)
     elif request.task == "deblur":
         op = Blur(request.kernel)
     else:
@@ -112,19 +151,20 @@ def build_problem(request: Request, config: NetworkConfig, device: torch.device)
         g = Scaling.fit(request.flash).forward(request.flash)
         guide = torch.as_tensor(_pad(g, before, after)[None], dtype=torch.float32, device=device)
 
-    crop = (slice(before[0] * f, (before[0] + h) * f), slice(before[1] * f, (before[1] + w) * f))
+    crop = tuple(slice(b * k, (b + n) * k) for b, n, k in zip(before, spatial, factors))
     return Problem(
         y=torch.as_tensor(y[None], dtype=torch.float32, device=device),
         operator=op.to(device), scaling=scaling, factor=f, crop=crop, guide=guide, known=known,
+        z_factor=fz, z_strides=strides,
     )
 
 
 def to_output(estimate: torch.Tensor, problem: Problem, request: Request) -> np.ndarray:
-    """Padded normalised estimate (1, C, h, w) -> float32 array in the input's range and layout.
+    """Padded normalised estimate (1, C, ...) -> float32 array in the input's range and layout.
 
     For inpainting the known pixels keep their measured values; only the holes are filled.
     """
-    x = estimate.detach()[0, :, problem.crop[0], problem.crop[1]].float().cpu().numpy()
+    x = estimate.detach()[0][(slice(None), *problem.crop)].float().cpu().numpy()
     x = problem.scaling.inverse(x.astype(np.float64))
     if problem.known is not None:
         x = np.where(problem.known, request.image, x)

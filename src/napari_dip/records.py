@@ -29,6 +29,28 @@ class Step:
     extras:
         Method-specific numbers, e.g. ``{"variance": ...}`` for early stopping or
         ``{"admm_residual": ...}`` for DeepRED.
+
+    Runs made of several parts (the planes of a stack with ``mode="slices"``, the time points
+    of ``mode="volume"``, the tiles of a large image) restore one part after the other; for
+    them ``iteration``, ``total``, ``loss``, ``elapsed`` and ``preview`` describe the part in
+    progress, and these fields say where it lies:
+
+    plane, planes:
+        1-based number of the plane (or time point) in progress, and how many there are.
+    tile, tiles:
+        1-based number of the tile in progress within its plane, and how many there are.
+    index:
+        The plane's position on the iterated axes of the input (e.g. ``(t, z)``); ``()`` for
+        a single image.
+    run_iteration, run_total:
+        Steps taken over the whole run so far, and the planned total over all parts (an upper
+        bound when early stopping is on); None for single-part runs.
+    run_elapsed:
+        Seconds since the whole run started; None for single-part runs.
+    region:
+        Where ``preview`` goes in :attr:`Result.image`: ``result.image[region] = preview``
+        (integers on the iterated axes, slices elsewhere). None: the preview is the whole
+        image. A tile's preview is the tile's own estimate, before blending.
     """
 
     iteration: int
@@ -37,13 +59,32 @@ class Step:
     elapsed: float
     preview: np.ndarray | None = None
     extras: dict[str, float] = field(default_factory=dict)
+    plane: int = 1
+    planes: int = 1
+    tile: int = 1
+    tiles: int = 1
+    index: tuple[int, ...] = ()
+    run_iteration: int | None = None
+    run_total: int | None = None
+    run_elapsed: float | None = None
+    region: tuple | None = None
 
     @property
     def seconds_left(self) -> float:
-        """Estimated seconds until the iteration limit, at the mean speed so far."""
+        """Estimated seconds until the run ends (the iteration limit of a single image, the
+        last part of a stack or tiled image), at the mean speed so far."""
+        if self.run_total is not None and self.run_iteration and self.run_elapsed is not None:
+            return self.run_elapsed / self.run_iteration * (self.run_total - self.run_iteration)
         if self.iteration <= 0:
             return float("nan")
         return self.elapsed / self.iteration * (self.total - self.iteration)
+
+    @property
+    def fraction(self) -> float:
+        """Fraction of the whole run done, in [0, 1] (iterations over the planned total)."""
+        if self.run_total:
+            return min(1.0, (self.run_iteration or 0) / self.run_total)
+        return min(1.0, self.iteration / self.total) if self.total else 0.0
 
 
 @dataclass
@@ -56,17 +97,28 @@ class Result:
         float32 array in the input's value range and axis order. Same Y, X as the input,
         or Y*factor, X*factor for super-resolution.
     iterations:
-        Number of optimisation steps run.
+        Number of optimisation steps run (for stacks and tiled images: over all parts).
     stopped_at:
-        Iteration whose estimate was kept (the early-stopping point, or ``iterations``).
+        Iteration whose estimate was kept (the early-stopping point, or ``iterations``);
+        for stacks and tiled images the sum of every part's, so it equals ``iterations``
+        unless early stopping kept an earlier estimate somewhere (see ``parts``).
     history:
         Per-iteration records: ``"loss"`` always, ``"variance"`` (ES-WMV, NaN until the
-        window is full), plus method-specific series (e.g. ``"admm_residual"``).
+        window is full), plus method-specific series (e.g. ``"admm_residual"``). For stacks
+        and tiled images the parts' series one after the other, with ``"plane"`` (and
+        ``"tile"``) giving the 1-based plane (tile) of every entry.
     parameters:
         Every setting of the run (task, method, preset, learning rate, seed, device, ...),
         JSON-serialisable, enough to repeat it.
     elapsed:
         Wall time of the optimisation in seconds.
+    parts:
+        For stacks and tiled images, one record per part (plane, time point or tile), in
+        the order they ran: ``plane``, ``index`` (position on the iterated axes), ``tile``,
+        ``box`` (the tile's [[y0, y1], [x0, x1]] in input pixels), ``iterations``,
+        ``stopped_at``, ``elapsed``, ``warm`` (started from the previous part's weights) and
+        ``skipped`` (why no optimisation ran, e.g. ``"constant"``, or None). Empty for a
+        single image.
     """
 
     image: np.ndarray
@@ -75,3 +127,4 @@ class Result:
     history: dict[str, list[float]]
     parameters: dict[str, Any]
     elapsed: float
+    parts: list[dict[str, Any]] = field(default_factory=list)

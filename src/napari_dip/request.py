@@ -47,10 +47,15 @@ class Request:
     input_shape: tuple[int, ...]
     input_dtype: str
     options: dict[str, Any] = field(default_factory=dict)
+    # Set by the stack, volume and tile drivers (napari_dip.drivers) for the parts they run:
+    z_factor: int = 1  # volumes: super-resolution along Z
+    value_range: tuple[float, float] | None = None  # normalise by this range, not the part's
+    spacing: tuple[float, float, float] | None = None  # volumes: (z, y, x) voxel size
 
     @property
-    def spatial_shape(self) -> tuple[int, int]:
-        return self.image.shape[-2:]
+    def spatial_shape(self) -> tuple[int, ...]:
+        """(H, W), or (D, H, W) for a volume (image (C, D, H, W))."""
+        return tuple(self.image.shape[1:])
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -72,28 +77,23 @@ def _choice(name: str, value, allowed) -> str:
 
 def _as_channels_first(array, what: str, channel_axis: int | None) -> np.ndarray:
     """(H, W) or an array with ``channel_axis`` -> float64 (C, H, W) copy, checked."""
-    a = np.asarray(array)
-    if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
-        raise ValueError(f"{what} must be a numeric array, got dtype {a.dtype}")
-    if np.iscomplexobj(a):
-        raise ValueError(f"{what} is complex; pass its magnitude (np.abs) or real part instead")
-    if a.size == 0:
-        raise ValueError(f"{what} is empty (shape {a.shape}); pass an image of at least "
-                         f"{MIN_SIZE}x{MIN_SIZE} pixels")
+    a = check_array(array, what)
     if channel_axis is None:
         if a.ndim != 2:
             hint = (" For colour or multichannel images pass channel_axis (e.g. channel_axis=-1 "
                     "for RGB)." if a.ndim == 3 else "")
             raise ValueError(
                 f"{what} has {a.ndim} dimensions (shape {a.shape}); this task takes a 2-D "
-                f"(Y, X) image.{hint} For stacks restore one plane at a time."
+                f"(Y, X) image.{hint} For stacks, time series and volumes name the axes, "
+                "e.g. axes='ZYX' or axes='TYX'."
             )
         a = a[np.newaxis]
     else:
         if a.ndim != 3:
             raise ValueError(
                 f"with channel_axis={channel_axis}, {what} must have 3 dimensions (Y, X and "
-                f"channels), got shape {a.shape}; for stacks restore one plane at a time"
+                f"channels), got shape {a.shape}; for stacks name the axes instead, e.g. "
+                "axes='ZYXC'"
             )
         if not -3 <= channel_axis <= 2:
             raise ValueError(f"channel_axis={channel_axis} is out of range for a 3-D image")
@@ -111,6 +111,77 @@ def _as_channels_first(array, what: str, channel_axis: int | None) -> np.ndarray
             "(e.g. np.nan_to_num, or mark them as holes and use task='inpaint')"
         )
     return out
+
+
+def check_factor(task: str, factor, allowed=SR_FACTORS) -> int:
+    """The super-resolution factor (1 for other tasks), checked."""
+    if task == "super_resolution":
+        names = ", ".join(map(str, allowed[:-1])) + f" or {allowed[-1]}"
+        if factor is None:
+            raise ValueError(f"task='super_resolution' needs factor={names}")
+        if isinstance(factor, bool) or not isinstance(factor, numbers.Integral) \
+                or int(factor) not in allowed:
+            raise ValueError(f"super-resolution factor must be {names}, got {factor!r}")
+        return int(factor)
+    if factor not in (None, 1):
+        raise ValueError(f"factor is only used by task='super_resolution', not task={task!r}")
+    return 1
+
+
+def check_kernel(task: str, kernel, plane: tuple[int, int]):
+    """(kernel array or None, kernel name or None), checked against the plane's size."""
+    if task == "deblur":
+        h, w = plane
+        if kernel is None:
+            kernel = "gaussian"
+        k = blur_kernel(kernel)
+        if k.shape[0] > h or k.shape[1] > w:
+            raise ValueError(
+                f"blur kernel is {k.shape[0]}x{k.shape[1]} but the image is only {h}x{w}; "
+                "use a smaller kernel or a larger image"
+            )
+        return k, kernel if isinstance(kernel, str) else "custom"
+    if kernel is not None:
+        raise ValueError(f"kernel is only used by task='deblur', not task={task!r}")
+    return None, None
+
+
+def check_numbers(iterations, preview_every, early_stop, seed):
+    """(iterations, preview_every, patience, seed), checked."""
+    if iterations is not None:
+        if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral) \
+                or iterations < 1:
+            raise ValueError(f"iterations must be a positive integer or None (preset default), "
+                             f"got {iterations!r}")
+        iterations = int(iterations)
+    if preview_every is not None:
+        if isinstance(preview_every, bool) or not isinstance(preview_every, numbers.Integral) \
+                or preview_every < 1:
+            raise ValueError(f"preview_every must be a positive integer or None, "
+                             f"got {preview_every!r}")
+        preview_every = int(preview_every)
+    patience = None
+    if not isinstance(early_stop, bool):
+        if not isinstance(early_stop, numbers.Integral) or early_stop < 1:
+            raise ValueError(f"early_stop must be True, False or a patience in iterations "
+                             f"(a positive integer), got {early_stop!r}")
+        patience = int(early_stop)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return iterations, preview_every, patience, int(seed)
+
+
+def check_array(array, what: str) -> np.ndarray:
+    """``array`` as a numeric numpy array (not copied), refusing what no run can use."""
+    a = np.asarray(array)
+    if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+        raise ValueError(f"{what} must be a numeric array, got dtype {a.dtype}")
+    if np.iscomplexobj(a):
+        raise ValueError(f"{what} is complex; pass its magnitude (np.abs) or real part instead")
+    if a.size == 0:
+        raise ValueError(f"{what} is empty (shape {a.shape}); pass an image of at least "
+                         f"{MIN_SIZE}x{MIN_SIZE} pixels")
+    return a
 
 
 def build_request(
@@ -176,32 +247,8 @@ def build_request(
     elif mask is not None:
         raise ValueError(f"mask is only used by task='inpaint', not task={task!r}; drop it")
 
-    if task == "super_resolution":
-        if factor is None:
-            raise ValueError("task='super_resolution' needs factor=2, 4 or 8")
-        if isinstance(factor, bool) or not isinstance(factor, numbers.Integral) \
-                or int(factor) not in SR_FACTORS:
-            raise ValueError(f"super-resolution factor must be 2, 4 or 8, got {factor!r}")
-        factor = int(factor)
-    elif factor not in (None, 1):
-        raise ValueError(f"factor is only used by task='super_resolution', not task={task!r}")
-    else:
-        factor = 1
-
-    k = None
-    kernel_name = None
-    if task == "deblur":
-        if kernel is None:
-            kernel = "gaussian"
-        k = blur_kernel(kernel)
-        kernel_name = kernel if isinstance(kernel, str) else "custom"
-        if k.shape[0] > h or k.shape[1] > w:
-            raise ValueError(
-                f"blur kernel is {k.shape[0]}x{k.shape[1]} but the image is only {h}x{w}; "
-                "use a smaller kernel or a larger image"
-            )
-    elif kernel is not None:
-        raise ValueError(f"kernel is only used by task='deblur', not task={task!r}")
+    factor = check_factor(task, factor)
+    k, kernel_name = check_kernel(task, kernel, (h, w))
 
     fl = None
     if task == "flash_no_flash":
@@ -219,26 +266,8 @@ def build_request(
     elif flash is not None:
         raise ValueError(f"flash is only used by task='flash_no_flash', not task={task!r}")
 
-    if iterations is not None:
-        if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral) \
-                or iterations < 1:
-            raise ValueError(f"iterations must be a positive integer or None (preset default), "
-                             f"got {iterations!r}")
-        iterations = int(iterations)
-    if preview_every is not None:
-        if isinstance(preview_every, bool) or not isinstance(preview_every, numbers.Integral) \
-                or preview_every < 1:
-            raise ValueError(f"preview_every must be a positive integer or None, "
-                             f"got {preview_every!r}")
-        preview_every = int(preview_every)
-    patience = None
-    if not isinstance(early_stop, bool):
-        if not isinstance(early_stop, numbers.Integral) or early_stop < 1:
-            raise ValueError(f"early_stop must be True, False or a patience in iterations "
-                             f"(a positive integer), got {early_stop!r}")
-        patience = int(early_stop)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    iterations, preview_every, patience, seed = check_numbers(iterations, preview_every,
+                                                              early_stop, seed)
 
     return Request(
         image=img, task=task, method=method, mask=fill, factor=factor, kernel=k,

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..networks import SkipNetwork
+from ..networks import make_network
 from ..presets import Preset
 from ..problem import Problem, to_output
 from ..records import Result, Step
@@ -29,16 +29,15 @@ _RATE_FLOOR = 1e-6
 
 def make_input(preset: Preset, problem: Problem, generator: torch.Generator) -> torch.Tensor:
     """The fixed network input z: U(0, 0.1) noise, a coordinate meshgrid, or the guide image."""
-    n, _, h, w = problem.estimate_shape
+    n, _, *spatial = problem.estimate_shape  # (h, w), or (d, h, w) for a volume
     device = problem.y.device
     if preset.input_kind == "image":
         return problem.guide.clone()
     if preset.input_kind == "meshgrid":
-        ys = torch.linspace(0, 1, h, device=device)
-        xs = torch.linspace(0, 1, w, device=device)
-        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-        return torch.stack([gx, gy])[None]
-    z = torch.rand((n, preset.input_channels, h, w), generator=generator, device=device)
+        grids = torch.meshgrid(*(torch.linspace(0, 1, s, device=device) for s in spatial),
+                               indexing="ij")
+        return torch.stack(grids[::-1])[None]  # x, y (, z) coordinates
+    z = torch.rand((n, preset.input_channels, *spatial), generator=generator, device=device)
     return z * 0.1
 
 
@@ -75,7 +74,9 @@ class DIPSolver:
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(request.seed)
             z = make_input(preset, problem, self.generator)
-            self.net = SkipNetwork(z.shape[1], problem.channels, preset.network).to(device)
+            # 2-D skip network, or the 3-D one for a volume (problem.z_strides set)
+            self.net = make_network(z.shape[1], problem.channels, preset.network,
+                                    problem.z_strides).to(device)
         self.z = z
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=preset.lr)
         self.average = ExponentialAverage(preset.ema)
