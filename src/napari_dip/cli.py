@@ -26,10 +26,14 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser(
         "restore", help="restore an image file (or a bundled sample)",
         description="Restore INPUT and write OUTPUT (.tif keeps float values; .png uses the "
-                    "input's integer type).",
+                    "input's integer type; .nii/.nii.gz keeps a NIfTI input's orientation). "
+                    "Stacks and volumes: TIFF (axis names from its metadata or --axes), "
+                    "NIfTI .nii/.nii.gz (needs nibabel) and DICOM .dcm (needs pydicom); "
+                    "pip install \"napari-dip[io]\" installs both.",
     )
-    r.add_argument("input", nargs="?", help="TIFF, PNG or JPEG image to restore")
-    r.add_argument("-o", "--output", help="output file (.tif or .png); default: "
+    r.add_argument("input", nargs="?", help="image, stack or volume to restore: TIFF, PNG, "
+                   "JPEG, NIfTI (.nii, .nii.gz) or DICOM (.dcm)")
+    r.add_argument("-o", "--output", help="output file (.tif, .png or .nii/.nii.gz); default: "
                    "<input>_restored.tif, or napari-dip-sample.png with --sample")
     r.add_argument("--sample", nargs="?", const="camera", metavar="NAME",
                    help="restore a bundled sample instead of a file: camera (default), cell, "
@@ -51,6 +55,18 @@ def _parser() -> argparse.ArgumentParser:
                    help="noise model (default gaussian; poisson for photon counts)")
     r.add_argument("--channel-axis", type=int, default=None,
                    help="axis holding colour channels (default: -1 for RGB pictures)")
+    r.add_argument("--axes", help="one letter per axis of INPUT: T (time), Z (depth), Y, X, "
+                   "C (channels), e.g. ZYX or TZYX (default: from the file where it names "
+                   "them: TIFF metadata, NIfTI XYZ(T), DICOM frames)")
+    r.add_argument("--mode", choices=("slices", "volume"),
+                   help="with a Z axis: restore plane by plane (slices, default) or the whole "
+                        "volume with a 3-D network (volume)")
+    r.add_argument("--tile", help="restore large planes in overlapping tiles of this many "
+                   "pixels, or 'auto' (the largest that fits the device's memory)")
+    r.add_argument("--overlap", type=int, help="pixels shared by neighbouring tiles "
+                   "(default: a quarter of the tile)")
+    r.add_argument("--no-warm-start", action="store_true",
+                   help="start every plane or tile from fresh weights")
     r.add_argument("--denoiser", choices=tuple(DENOISERS), help="DeepRED denoiser (default nlm)")
     r.add_argument("--denoiser-sigma", help="DeepRED denoiser sigma in [0,1] units, or auto")
     r.add_argument("--threads", type=int, default=None,
@@ -95,20 +111,41 @@ def _run(image, kwargs: dict, quiet: bool):
             except StopIteration as stop:
                 return stop.value
             if not quiet:
+                # single images count their iterations; stacks and tiles the whole run's
+                total = step.run_total if step.run_total is not None else step.total
+                done = step.run_iteration if step.run_iteration is not None else step.iteration
                 if bar is None:
-                    bar = tqdm(total=step.total, unit="it", dynamic_ncols=True, file=sys.stderr)
-                bar.update(step.iteration - bar.n)
-                bar.set_postfix(loss=f"{step.loss:.3g}", refresh=False)
+                    bar = tqdm(total=total, unit="it", dynamic_ncols=True, file=sys.stderr)
+                if bar.total != total:
+                    bar.total = total
+                bar.update(done - bar.n)
+                postfix = {}
+                if step.planes > 1:
+                    postfix["plane"] = f"{step.plane}/{step.planes}"
+                if step.tiles > 1:
+                    postfix["tile"] = f"{step.tile}/{step.tiles}"
+                postfix["loss"] = f"{step.loss:.3g}"
+                bar.set_postfix(postfix, refresh=False)
     finally:
         steps.close()
         if bar is not None:
             bar.close()
 
 
+def _tile_argument(value: str | None):
+    if value is None or value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"--tile must be a number of pixels or 'auto', got {value!r}") from None
+
+
 def _restore_command(args) -> int:
-    from .imageio import read_image, write_image
+    from .imageio import read_data, read_image, write_image
 
     truth = None
+    source = None
     kwargs: dict = {}
     if args.sample is not None:
         if args.input is not None:
@@ -125,18 +162,49 @@ def _restore_command(args) -> int:
     else:
         if args.input is None:
             raise ValueError("give an INPUT image file, or --sample to try a bundled one")
-        image = read_image(args.input)
-        output = Path(args.output or Path(args.input).with_name(
-            Path(args.input).stem + "_restored.tif"))
-        if args.channel_axis is None and image.ndim == 3 and image.shape[-1] in (3, 4):
-            kwargs["channel_axis"] = -1
+        source = read_data(args.input)
+        image = source.array
+        stem = Path(args.input).name
+        for suffix in (".nii.gz", Path(args.input).suffix):
+            if suffix and stem.lower().endswith(suffix.lower()):
+                stem = stem[:-len(suffix)]
+                break
+        output = Path(args.output or Path(args.input).with_name(stem + "_restored.tif"))
+        if args.axes is None and args.channel_axis is None:
+            if image.ndim == 3 and image.shape[-1] in (3, 4) and source.axes in (None, "YXC"):
+                kwargs["channel_axis"] = -1
+            elif image.ndim > 2:
+                if source.axes is None:
+                    raise ValueError(
+                        f"{Path(args.input).name} has {image.ndim} dimensions (shape "
+                        f"{image.shape}) and does not name them; pass --axes, e.g. --axes "
+                        f"{'ZYX' if image.ndim == 3 else 'TZYX'}")
+                kwargs["axes"] = source.axes
     if args.channel_axis is not None:
+        if args.axes is not None:
+            raise ValueError("give either --axes (with a C for channels) or --channel-axis")
         kwargs["channel_axis"] = args.channel_axis
+    if args.axes is not None:
+        kwargs["axes"] = args.axes
+    if args.mode is not None:
+        kwargs["mode"] = args.mode
+        if "axes" not in kwargs:
+            raise ValueError("--mode needs a stack with named axes; pass --axes, e.g. "
+                             "--axes ZYX")
+    tile = _tile_argument(args.tile)
+    if tile is not None:
+        kwargs["tile"] = tile
+    if args.overlap is not None:
+        kwargs["overlap"] = args.overlap
+    if args.no_warm_start:
+        kwargs["warm_start"] = False
+    if kwargs.get("mode") == "volume" and source is not None and source.spacing is not None:
+        kwargs["spacing"] = source.spacing
     if args.task:
         kwargs["task"] = args.task
     if args.mask:
         mask = read_image(args.mask)
-        if mask.ndim == 3:
+        if mask.ndim == 3 and "axes" not in kwargs:
             mask = mask.any(axis=-1) if not args.mask_known else mask.all(axis=-1)
         kwargs["mask"] = (mask == 0) if args.mask_known else (mask != 0)
     if args.flash:
@@ -164,13 +232,21 @@ def _restore_command(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    if output.suffix.lower() in (".dcm", ".dicom"):
+        raise ValueError("napari-dip reads DICOM but does not write it; write a .tif or "
+                         ".nii file")
     result = _run(image, kwargs, args.quiet)
-    write_image(output, result.image, str(np.asarray(image).dtype), result.parameters)
+    axes = kwargs.get("axes")
+    write_image(output, result.image, str(np.asarray(image).dtype), result.parameters,
+                source=source, axes=axes.upper() if axes else None)
     summary = {
         "output": str(output), "iterations": result.iterations,
         "stopped_at": result.stopped_at, "seconds": round(result.elapsed, 2),
-        "device": result.parameters["device"],
+        "device": result.parameters.get("device"),
     }
+    for key in ("axes", "mode", "planes", "tile", "tiles"):
+        if result.parameters.get(key) is not None:
+            summary[key] = result.parameters[key]
     if truth is not None and truth.shape == result.image.shape:
         data_range = float(truth.max() - truth.min())
         summary["psnr_input"] = round(_psnr(image, truth, data_range), 2)
