@@ -18,21 +18,11 @@ from napari.layers import Image, Labels  # noqa: E402
 import napari_dip  # noqa: E402
 from napari_dip import _widget  # noqa: E402
 from napari_dip._layers import METADATA_KEY  # noqa: E402
+from widget_helpers import PLUGIN, TIMEOUT_MS, errors, open_widget, run_to_end, shown  # noqa: E402,F401
 
 pytestmark = pytest.mark.gui
 
-PLUGIN = "napari-dip"
 WIDGETS = {"Deep Image Prior": "dip", "DeepRED": "deepred"}
-TIMEOUT_MS = 90_000
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    """Messages the widget shows as error notifications."""
-    shown: list[str] = []
-    monkeypatch.setattr(_widget, "show_error", lambda message: shown.append(str(message)))
-    monkeypatch.setattr(_widget, "show_info", lambda message: None)
-    return shown
 
 
 def _noisy(size=48, seed=0):
@@ -43,24 +33,7 @@ def _noisy(size=48, seed=0):
 
 
 def _open(viewer, name="Deep Image Prior"):
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
-    widget.device.value = "cpu"
-    widget.iterations.value = 12
-    widget.early_stop.value = False
-    return widget
-
-
-def _shown(control):
-    """Not hidden by the widget (the test viewer itself is never shown)."""
-    return not control.native.isHidden()
-
-
-def _run_to_end(qtbot, widget):
-    worker = widget.run()
-    assert worker is not None
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
-    assert not worker.is_running
-    return worker
+    return open_widget(viewer, name, iterations=12)
 
 
 # -- manifest and widgets ----------------------------------------------------------------
@@ -112,24 +85,24 @@ def test_task_dependent_options(make_napari_viewer):
     widget.task.value = "denoise"
     assert widget.iterations.value == 250
     assert widget.restore_arguments()[0]["iterations"] == 250
-    shown = {"inpaint": "mask", "super_resolution": "factor", "deblur": "kernel",
-             "flash_no_flash": "flash"}
-    for task in ("denoise", *shown):
+    options = {"inpaint": "mask", "super_resolution": "factor", "deblur": "kernel",
+               "flash_no_flash": "flash"}
+    for task in ("denoise", *options):
         widget.task.value = task
-        for other_task, option in shown.items():
-            assert _shown(getattr(widget, option)) == (task == other_task)
-    assert not _shown(widget.denoiser)
+        for other_task, option in options.items():
+            assert shown(getattr(widget, option)) == (task == other_task)
+    assert not shown(widget.denoiser)
     kwargs, _, _ = widget.restore_arguments()
     assert "denoiser" not in kwargs and "denoiser_sigma" not in kwargs
     widget.method.value = "deepred"
-    assert _shown(widget.denoiser) and _shown(widget.sigma_mode)
-    assert not _shown(widget.denoiser_sigma)
+    assert shown(widget.denoiser) and shown(widget.sigma_mode)
+    assert not shown(widget.denoiser_sigma)
     kwargs, _, _ = widget.restore_arguments()
     assert kwargs["denoiser"] == "nlm" and "denoiser_sigma" not in kwargs  # task default
     widget.sigma_mode.value = "auto"
     assert widget.restore_arguments()[0]["denoiser_sigma"] == "auto"
     widget.sigma_mode.value = "fixed"
-    assert _shown(widget.denoiser_sigma)
+    assert shown(widget.denoiser_sigma)
     widget.denoiser_sigma.value = 0.05
     widget.denoiser.value = "tv"
     kwargs = widget.restore_arguments()[0]
@@ -148,7 +121,7 @@ def test_run_adds_result_with_geometry_metadata_and_stack(make_napari_viewer, qt
     widget.stack_every.value = 4
     widget.preview_every.value = 3
     widget.seed.value = 7
-    _run_to_end(qtbot, widget)
+    run_to_end(qtbot, widget)
 
     assert errors == []
     names = [lay.name for lay in viewer.layers]
@@ -189,7 +162,7 @@ def test_export_json_reruns(make_napari_viewer, qtbot, errors, tmp_path):
     viewer.add_image(_noisy(), name="noisy")
     widget = _open(viewer)
     widget.iterations.value = 3
-    _run_to_end(qtbot, widget)
+    run_to_end(qtbot, widget)
     path = widget.export_parameters(tmp_path / "run.json")
     saved = json.loads(path.read_text())
     assert saved["restore"]["iterations"] == 3 and saved["inputs"] == {"image": "noisy"}
@@ -205,7 +178,7 @@ def test_super_resolution_geometry(make_napari_viewer, qtbot, errors):
     widget.task.value = "super_resolution"
     widget.factor.value = 2
     widget.iterations.value = 4
-    _run_to_end(qtbot, widget)
+    run_to_end(qtbot, widget)
     assert errors == []
     result = viewer.layers["small [DIP super-resolution x2]"]
     assert result.data.shape == (96, 96)
@@ -258,7 +231,7 @@ def test_flash_no_flash_uses_the_second_image(make_napari_viewer, qtbot, errors)
     widget.task.value = "flash_no_flash"
     widget.flash.value = "flash"
     widget.iterations.value = 3
-    _run_to_end(qtbot, widget)
+    run_to_end(qtbot, widget)
     assert errors == []
     record = viewer.layers["no flash [DIP flash/no-flash]"].metadata[METADATA_KEY]
     assert record["inputs"] == {"image": "no flash", "flash": "flash"}
@@ -292,7 +265,7 @@ def test_inpainting_with_a_labels_mask(make_napari_viewer, qtbot, errors):
     widget.task.value = "inpaint"
     widget.mask.value = "mask"
     widget.iterations.value = 15
-    _run_to_end(qtbot, widget)
+    run_to_end(qtbot, widget)
     assert errors == []
     result = viewer.layers["holes [DIP inpaint]"].data
     assert result.shape == (48, 48)
@@ -322,7 +295,7 @@ def test_failure_inside_the_run_is_reported(make_napari_viewer, qtbot, errors):
     widget = _open(viewer)
     widget.device.choices = ["auto", "cpu", "cuda:7"]  # a device this machine lacks
     widget.device.value = "cuda:7"
-    _run_to_end(qtbot, widget)
+    run_to_end(qtbot, widget)
     assert len(errors) == 1 and "not available" in errors[0]
     assert [lay.name for lay in viewer.layers] == ["noisy"]
 
@@ -344,7 +317,7 @@ def test_deepred_run(make_napari_viewer, qtbot, errors):
     widget.denoiser.value = "tv"
     widget.sigma_mode.value = "fixed"
     widget.denoiser_sigma.value = 0.04
-    _run_to_end(qtbot, widget)
+    run_to_end(qtbot, widget)
     assert errors == []
     result = viewer.layers["noisy [DeepRED denoise]"]
     record = result.metadata[METADATA_KEY]

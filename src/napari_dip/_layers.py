@@ -59,15 +59,16 @@ class Geometry:
             axis_labels=None if labels is None else tuple(str(a) for a in labels),
         )
 
-    def upsampled(self, factor: int) -> "Geometry":
-        """Geometry of an image with ``factor`` times more pixels along Y and X covering the
-        same field of view: scale s/f and translate shifted by -s(f-1)/(2f), so that the
-        centre of each block of f x f output pixels lands on the centre of its input pixel."""
+    def upsampled(self, factor: int, axes: Sequence[int] = (-2, -1)) -> "Geometry":
+        """Geometry of an image with ``factor`` times more pixels along ``axes`` (Y and X;
+        Z for thick slices made thin) covering the same field of view: scale s/f and
+        translate shifted by -s(f-1)/(2f), so that the centre of each block of f output
+        pixels lands on the centre of its input pixel."""
         if factor == 1:
             return self
         scale = list(self.scale)
         translate = list(self.translate)
-        for ax in (-2, -1):
+        for ax in axes:
             s = scale[ax]
             scale[ax] = s / factor
             translate[ax] = translate[ax] - s * (factor - 1) / (2 * factor)
@@ -81,6 +82,14 @@ class Geometry:
         if self.axis_labels is not None:
             kwargs["axis_labels"] = self.axis_labels
         return kwargs
+
+    def at_plane(self, index: Sequence[int]) -> "Geometry":
+        """This geometry for a single plane cut at ``index`` on the leading axes (the result
+        keeps those axes with length 1): their translate moves to the plane."""
+        translate = list(self.translate)
+        for ax, i in enumerate(index):
+            translate[ax] += self.scale[ax] * i
+        return Geometry(self.scale, tuple(translate), self.units, self.axis_labels)
 
     def with_leading_axis(self, step: float, start: float, unit: str = "pixel",
                           label: str = "iteration") -> "Geometry":
@@ -133,6 +142,9 @@ def build_metadata(result, *, restore_kwargs: Mapping[str, Any], inputs: Mapping
     }
     if stack_every:
         record["stack_every"] = int(stack_every)
+    parts = getattr(result, "parts", None)
+    if parts:
+        record["parts"] = jsonable(list(parts))
     return record
 
 
@@ -175,3 +187,27 @@ def sample_hints(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
 def spatial_shape(shape: Sequence[int], rgb: bool) -> tuple[int, ...]:
     """The non-channel part of a layer's data shape."""
     return tuple(shape[:-1]) if rgb else tuple(shape)
+
+
+#: Axis labels that mark a layer's axis as time rather than depth.
+TIME_LABELS = ("t", "time", "frame", "frames", "timepoint", "timepoints")
+
+
+def layer_axes(ndim: int, rgb: bool, labels: Sequence[str] | None = None) -> str:
+    """The ``axes`` string for a layer with ``ndim`` non-RGB dimensions: the last two are Y
+    and X; one more is Z (T when its label says time, e.g. "t" or "time"); two more are T
+    and Z. RGB layers get a trailing C. ValueError for more than four dimensions."""
+    if ndim < 2:
+        raise ValueError(f"an image layer needs at least 2 dimensions, this one has {ndim}")
+    if ndim > 4:
+        raise ValueError(f"the layer has {ndim} dimensions; napari-dip restores up to 4 "
+                         "(time, depth, Y, X); split the others into layers first")
+    labels = list(labels or [])[:ndim]
+    if ndim == 2:
+        axes = "YX"
+    elif ndim == 3:
+        first = labels[0].strip().lower() if labels else ""
+        axes = ("T" if first in TIME_LABELS else "Z") + "YX"
+    else:
+        axes = "TZYX"
+    return axes + ("C" if rgb else "")

@@ -79,7 +79,8 @@ def run_steps(image, *, preview_every: int | None = 25, stack_every: int | None 
             except StopIteration as stop:
                 outcome.result = stop.value
                 return outcome
-            if stack_every and step.preview is not None and step.iteration % stack_every == 0:
+            if stack_every and step.preview is not None and step.region is None \
+                    and step.iteration % stack_every == 0:  # single images only
                 outcome.stack.append(step.preview)
                 outcome.stack_iterations.append(step.iteration)
             preview = None
@@ -125,9 +126,24 @@ def format_duration(seconds: float) -> str:
 
 
 def format_progress(step) -> str:
-    """``"iteration 120 / 1500 · loss 3.21e-03 · 1:05 left"``"""
-    return (f"iteration {step.iteration} / {step.total} \u00b7 loss {step.loss:.3g} "
+    """``"iteration 120 / 1500 · loss 3.21e-03 · 1:05 left"``; stacks and tiles put
+    ``"plane 2 / 8 · tile 3 / 9 · "`` in front (the time left is the whole run's)."""
+    where = ""
+    if getattr(step, "planes", 1) > 1:
+        where += f"plane {step.plane} / {step.planes} \u00b7 "
+    if getattr(step, "tiles", 1) > 1:
+        where += f"tile {step.tile} / {step.tiles} \u00b7 "
+    return (f"{where}iteration {step.iteration} / {step.total} \u00b7 loss {step.loss:.3g} "
             f"\u00b7 {format_duration(step.seconds_left)} left")
+
+
+def progress_value(step) -> tuple[int, int]:
+    """(value, maximum) for a progress bar: the whole run's steps for stacks and tiles."""
+    if getattr(step, "run_total", None):
+        total = max(int(step.run_total), 1)
+        return min(int(step.run_iteration), total), total
+    total = max(int(step.total), 1)
+    return min(int(step.iteration), total), total
 
 
 class PreviewThrottle:

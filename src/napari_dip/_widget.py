@@ -34,12 +34,13 @@ from ._layers import (
     TASK_LABELS,
     Geometry,
     build_metadata,
+    layer_axes,
     parameters_json,
     result_name,
     sample_hints,
 )
 from ._runner import PreviewThrottle, RunOutcome, describe_error, format_progress, guarded, \
-    run_steps
+    progress_value, run_steps
 
 if TYPE_CHECKING:
     import napari
@@ -56,6 +57,9 @@ DENOISER_CHOICES = [("non-local means", "nlm"), ("BM3D", "bm3d"), ("total variat
 SIGMA_CHOICES = [("task default", "default"), ("estimate (auto)", "auto"),
                  ("fixed value", "fixed")]
 NOISE_CHOICES = [("Gaussian", "gaussian"), ("Poisson (photon counts)", "poisson")]
+STACK_CHOICES = [("2-D per plane", "slices"), ("3-D volume", "volume"),
+                 ("only the current plane", "plane")]
+TILE_CHOICES = [("none", "none"), ("automatic (fits memory)", "auto"), ("fixed size", "fixed")]
 _NONE = "(none)"
 
 
@@ -82,6 +86,11 @@ class DIPWidget(Container):
         self.method = ComboBox(label="method", choices=METHOD_CHOICES, value=self.default_method)
         self.image = ComboBox(label="image", choices=self._image_choices,
                               tooltip="the Image layer to restore (never modified)")
+        self.stack_mode = ComboBox(
+            label="stack", choices=STACK_CHOICES, value="slices",
+            tooltip="layers with more than two dimensions: restore every plane with the 2-D "
+                    "network, the whole volume with the 3-D network, or just the plane on "
+                    "screen (a quick preview)")
         self.task = ComboBox(label="task", choices=TASK_CHOICES, value="denoise")
         self.noise = ComboBox(label="noise model", choices=NOISE_CHOICES, value="gaussian",
                               tooltip="Poisson for photon counts (non-negative data)")
@@ -102,6 +111,15 @@ class DIPWidget(Container):
                                   "and task until you change it")
         self._iterations_from_preset = True
         self.early_stop = CheckBox(text="early stopping (ES-WMV)", value=True)
+        self.warm_start = CheckBox(
+            text="warm start (each plane or tile from the last)", value=True,
+            tooltip="start each plane (or tile) from the previous one's network and stop it "
+                    "once it fits as well as the first: several times fewer iterations")
+        self.tiling = ComboBox(label="tiles", choices=TILE_CHOICES, value="none",
+                               tooltip="restore large images in overlapping tiles, blended "
+                                       "without seams")
+        self.tile_size = SpinBox(label="tile size", min=32, max=16384, step=32, value=512)
+        self.tile_overlap = SpinBox(label="tile overlap", min=0, max=8192, step=8, value=128)
         self.device = ComboBox(label="device", choices=available_devices(), value="auto")
         self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
         self.denoiser = ComboBox(label="denoiser", choices=DENOISER_CHOICES, value="nlm")
@@ -125,8 +143,10 @@ class DIPWidget(Container):
                             widgets=[self.copy_button, self.export_button])
         buttons.margins = (0, 0, 0, 0)
 
-        self._inputs = [self.method, self.image, self.task, self.noise, self.mask, self.factor,
-                        self.kernel, self.flash, self.preset, self.iterations, self.early_stop,
+        self._inputs = [self.method, self.image, self.stack_mode, self.task, self.noise,
+                        self.mask, self.factor, self.kernel, self.flash, self.preset,
+                        self.iterations, self.early_stop, self.warm_start, self.tiling,
+                        self.tile_size, self.tile_overlap,
                         self.device, self.seed, self.denoiser, self.sigma_mode,
                         self.denoiser_sigma,
                         self.preview_every, self.keep_stack, self.stack_every]
@@ -140,7 +160,10 @@ class DIPWidget(Container):
         self.method.changed.connect(self._update_visibility)
         self.keep_stack.changed.connect(self._update_visibility)
         self.sigma_mode.changed.connect(self._update_visibility)
+        self.stack_mode.changed.connect(self._update_visibility)
+        self.tiling.changed.connect(self._update_visibility)
         self.image.changed.connect(self._apply_sample_hints)
+        self.image.changed.connect(self._update_stack_choices)
         self.run_button.changed.connect(self._on_run_clicked)
         self.copy_button.changed.connect(self.copy_parameters)
         self.export_button.changed.connect(lambda: self.export_parameters())
@@ -156,7 +179,7 @@ class DIPWidget(Container):
         if isinstance(active, Image) and active.name in self.image.choices:
             self.image.value = active.name
         self._apply_sample_hints()
-        self._update_visibility()
+        self._update_stack_choices()
         self._show_preset_iterations()
 
     # -- layout ---------------------------------------------------------------------------
@@ -177,7 +200,44 @@ class DIPWidget(Container):
         self.denoiser.visible = deepred
         self.sigma_mode.visible = deepred
         self.denoiser_sigma.visible = deepred and self.sigma_mode.value == "fixed"
-        self.stack_every.visible = bool(self.keep_stack.value)
+        axes = self._axes()
+        stack = axes is not None and len(axes.replace("C", "")) > 2
+        mode = self.stack_mode.value if stack else None
+        self.stack_mode.visible = stack
+        tileable = mode != "volume"
+        self.tiling.visible = tileable
+        tiled = tileable and self.tiling.value != "none"
+        self.tile_size.visible = self.tile_overlap.visible = \
+            tileable and self.tiling.value == "fixed"
+        self.warm_start.visible = mode == "slices" or tiled or (mode == "volume"
+                                                                 and "T" in axes)
+        single = not tiled and mode in (None, "plane")
+        self.keep_stack.visible = single  # the iteration stack is for single images
+        self.stack_every.visible = single and bool(self.keep_stack.value)
+
+    def _axes(self) -> str | None:
+        """The axes of the chosen image layer (None if there is none, or it has too many)."""
+        layer = self._layer(self.image.value)
+        if layer is None:
+            return None
+        try:
+            return layer_axes(_spatial_ndim(layer), bool(layer.rgb),
+                              getattr(layer, "axis_labels", None))
+        except ValueError:
+            return None
+
+    def _update_stack_choices(self, *_) -> None:
+        """Offer "3-D volume" only for layers with a Z axis."""
+        axes = self._axes() or ""
+        choices = [c for c in STACK_CHOICES if c[1] != "volume" or "Z" in axes]
+        if list(self.stack_mode.choices) != [c[1] for c in choices]:  # choices: the values
+            value = self.stack_mode.value
+            with self.stack_mode.changed.blocked():
+                self.stack_mode.choices = ()  # magicgui appends new choices: keep the order
+                self.stack_mode.choices = choices
+            if value in self.stack_mode.choices:
+                self.stack_mode.value = value
+        self._update_visibility()
 
     def _show_preset_iterations(self, *_) -> None:
         """Show the preset's iteration limit until the user types their own."""
@@ -240,10 +300,11 @@ class DIPWidget(Container):
             return None
 
     # -- arguments ------------------------------------------------------------------------
-    def restore_arguments(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, str]]:
+    def restore_arguments(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
         """What the current settings ask for: (JSON-able keyword arguments of
-        :func:`napari_dip.restore`, arrays by argument name, layer names by argument name).
-        Raises ValueError with a message for the user when a layer is missing."""
+        :func:`napari_dip.restore`, arrays by argument name, layer names by argument name,
+        plus ``"plane"``, the index of the plane restored alone, for "only the current
+        plane"). Raises ValueError with a message for the user when a layer is missing."""
         task, method = self.task.value, self.method.value
         layer = self._layer(self.image.value)
         if layer is None:
@@ -283,7 +344,41 @@ class DIPWidget(Container):
                 kwargs["denoiser_sigma"] = "auto"
             elif self.sigma_mode.value == "fixed":
                 kwargs["denoiser_sigma"] = float(self.denoiser_sigma.value)
+
+        # stacks, volumes, tiles
+        axes = layer_axes(_spatial_ndim(layer), bool(layer.rgb),
+                          getattr(layer, "axis_labels", None))
+        leading = len(axes.replace("C", "")) - 2
+        mode = self.stack_mode.value if leading else None
+        if mode == "plane":
+            index = self.current_plane(layer)
+            for name, array in arrays.items():
+                if name == "image" or np.ndim(array) >= leading + 2:
+                    arrays[name] = np.asarray(array[index])
+            inputs["plane"] = list(index)
+        elif mode is not None:
+            kwargs.pop("channel_axis")
+            kwargs.update(axes=axes, mode=mode)
+            if mode == "volume":
+                kwargs["spacing"] = [float(v) for v in layer.scale[-3:]]
+        if mode != "volume" and self.tiling.value != "none":
+            if self.tiling.value == "auto":
+                kwargs["tile"] = "auto"
+            else:
+                kwargs["tile"] = int(self.tile_size.value)
+                kwargs["overlap"] = min(int(self.tile_overlap.value),
+                                        int(self.tile_size.value) // 2)
+        if "axes" in kwargs or "tile" in kwargs:  # more than one part
+            kwargs["warm_start"] = bool(self.warm_start.value)
         return kwargs, arrays, inputs
+
+    def current_plane(self, layer) -> tuple[int, ...]:
+        """Index, on the layer's leading (non-Y, non-X) axes, of the plane on screen."""
+        leading = _spatial_ndim(layer) - 2
+        position = layer.world_to_data(self._viewer.dims.point)
+        shape = _layer_data(layer).shape
+        return tuple(int(np.clip(np.round(position[ax]), 0, shape[ax] - 1))
+                     for ax in range(leading))
 
     # -- running --------------------------------------------------------------------------
     def _on_run_clicked(self, *_) -> None:
@@ -297,12 +392,12 @@ class DIPWidget(Container):
         were rejected, with an error notification)."""
         if self.worker is not None:
             return self.worker
-        from .request import build_request
+        from .api import validate
 
         try:
             kwargs, arrays, inputs = self.restore_arguments()
-            build_request(arrays["image"], mask=arrays.get("mask"), flash=arrays.get("flash"),
-                          **kwargs)  # every check the engine makes, before any work
+            validate(arrays["image"], mask=arrays.get("mask"), flash=arrays.get("flash"),
+                     **kwargs)  # every check the engine makes, before any work
         except ValueError as exc:
             show_error(describe_error(exc))
             return None
@@ -310,11 +405,20 @@ class DIPWidget(Container):
         source = self._layer(inputs["image"])
         factor = kwargs.get("factor", 1)
         name = result_name(source.name, kwargs["method"], kwargs["task"], factor)
-        stack_every = int(self.stack_every.value) if self.keep_stack.value else None
+        geometry = Geometry.of(source)
+        plane = inputs.get("plane")
+        if plane is not None:  # the result keeps every axis; the leading ones have length 1
+            name += " plane " + ", ".join(map(str, plane))
+            geometry = geometry.at_plane(plane)
+        volume = kwargs.get("mode") == "volume"
+        geometry = geometry.upsampled(factor, axes=(-3,) if volume else (-2, -1))
+        single = "axes" not in kwargs and "tile" not in kwargs
+        stack_every = int(self.stack_every.value) if self.keep_stack.value and single else None
         self._run = {
             "kwargs": kwargs, "inputs": inputs, "name": name,
             "preview_name": f"{name} (preview)", "preview": None,
-            "geometry": Geometry.of(source).upsampled(factor),
+            "geometry": geometry, "plane": plane, "canvas": None,
+            "canvas_from": (arrays["image"], factor, volume, bool(source.rgb)),
             "look": _look_of(source), "stack_every": stack_every,
             "throttle": PreviewThrottle(0.1), "last_step": None,
             "selected": list(self._viewer.layers.selection),
@@ -367,13 +471,40 @@ class DIPWidget(Container):
             return
         step = update.step
         run["last_step"] = step
-        self.progress.max = max(int(step.total), 1)
-        self.progress.value = min(int(step.iteration), int(step.total))
+        value, maximum = progress_value(step)
+        self.progress.max = maximum
+        self.progress.value = value
         self.progress.native.setFormat(format_progress(step).replace("%", "%%"))
-        if update.preview is not None and run["throttle"].allow():
-            start = time.perf_counter()
-            self._show_preview(update.preview)
-            run["throttle"].spent(time.perf_counter() - start)
+        if update.preview is not None:
+            preview = self._full_preview(update.preview, step.region)
+            if run["throttle"].allow():
+                start = time.perf_counter()
+                self._show_preview(preview)
+                run["throttle"].spent(time.perf_counter() - start)
+
+    def _full_preview(self, preview: np.ndarray, region) -> np.ndarray:
+        """A preview the shape of the result: a stack's plane or a tile goes into a canvas
+        that starts as the input (zeros when super-resolution changes the shape)."""
+        run = self._run
+        if region is None:
+            return self._as_layer(preview)
+        if run["canvas"] is None:
+            image, factor, volume, rgb = run["canvas_from"]
+            if factor == 1:
+                run["canvas"] = np.array(image, dtype=np.float32)
+            else:
+                shape = list(np.shape(image))
+                spatial = len(shape) - (1 if rgb else 0)
+                for ax in ((spatial - 3,) if volume else (spatial - 2, spatial - 1)):
+                    shape[ax] *= factor
+                run["canvas"] = np.zeros(shape, dtype=np.float32)
+        run["canvas"][region] = preview
+        return run["canvas"]
+
+    def _as_layer(self, data: np.ndarray) -> np.ndarray:
+        """A single plane's result with the input's leading axes back, each of length 1."""
+        plane = self._run["plane"]
+        return data if plane is None else data[(np.newaxis,) * len(plane)]
 
     def _show_preview(self, data: np.ndarray) -> None:
         run = self._run
@@ -448,11 +579,23 @@ class DIPWidget(Container):
                 metadata={METADATA_KEY: {**record, "history": {},
                                          "stack_iterations": outcome.stack_iterations}},
                 **stack_geometry.layer_kwargs())
-        self._viewer.add_image(result.image, name=run["name"], metadata={METADATA_KEY: record},
+        self._viewer.add_image(self._as_layer(result.image), name=run["name"],
+                               metadata={METADATA_KEY: record},
                                **look, **geometry.layer_kwargs())
         self.last_record = record
-        stopped = (f", kept iteration {result.stopped_at} (early stop)"
-                   if result.stopped_at != result.iterations else "")
+        parts = getattr(result, "parts", None) or []
+        if parts:
+            planes = len({tuple(p["index"]) for p in parts})
+            tiles = len(parts) // max(planes, 1)
+            what = f"{planes} plane{'s' if planes > 1 else ''}" if planes > 1 or tiles == 1 \
+                else ""
+            if tiles > 1:
+                what += (", " if what else "") + f"{tiles} tiles" + (" each" if planes > 1
+                                                                     else "")
+            stopped = f" ({what})"
+        else:
+            stopped = (f", kept iteration {result.stopped_at} (early stop)"
+                       if result.stopped_at != result.iterations else "")
         self.status.value = (f"done: {result.iterations} iterations{stopped}, "
                              f"{result.elapsed:.0f} s \u2192 {run['name']}")
         self.progress.value = self.progress.max
@@ -523,6 +666,11 @@ class DeepREDWidget(DIPWidget):
 def _layer_data(layer) -> np.ndarray:
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
     return np.asarray(data)
+
+
+def _spatial_ndim(layer) -> int:
+    """Dimensions of an image layer without its RGB axis."""
+    return int(layer.ndim)
 
 
 def _look_of(layer) -> dict[str, Any]:
