@@ -360,7 +360,7 @@ def test_early_stopping_ends_the_run_but_keeps_the_latest_estimate():
     noisy = clean + np.random.default_rng(0).normal(0, SIGMA, clean.shape).astype(np.float32)
     steps = iterate(noisy, "denoise", "deepred", denoiser="tv", iterations=600, early_stop=40,
                     device="cpu")
-    _, result = drain(steps)
+    seen, result = drain(steps)
     assert result.iterations < 600  # it stopped early
     variance = np.array(result.history["variance"])
     assert result.iterations - (np.nanargmin(variance) + 1) == 40
