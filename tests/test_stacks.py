@@ -49,10 +49,12 @@ def test_warm_start_carries_weights_and_runs_fewer_iterations():
     # the first plane is exactly a cold run; the others differ from one
     alone = restore(noisy[0], iterations=40, early_stop=False, seed=1)
     np.testing.assert_array_equal(result.image[0], alone.image)
-    # a warm plane after 10 steps fits far better than a cold one after 10 steps
+    # a warm plane starts from a fitted network: its first step's loss is far below a cold
+    # start's, and after 10 steps it still fits better
     cold = restore(noisy[1], iterations=10, early_stop=False, seed=1)
-    warm_loss = result.history["loss"][40 + 9]
-    assert warm_loss < 0.7 * cold.history["loss"][-1]
+    warm = result.history["loss"][40:50]
+    assert warm[0] < 0.5 * cold.history["loss"][0]  # measured 0.32
+    assert warm[-1] < cold.history["loss"][-1]
 
 
 def test_default_warm_start_stops_at_the_first_planes_fit():

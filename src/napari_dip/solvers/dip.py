@@ -77,6 +77,11 @@ class DIPSolver:
             # 2-D skip network, or the 3-D one for a volume (problem.z_strides set)
             self.net = make_network(z.shape[1], problem.channels, preset.network,
                                     problem.z_strides).to(device)
+        if problem.z_strides is None:
+            # 2-D convolutions run 10-20 % faster channels-last on the CPU at most sizes
+            # (benchmarks/results/levers.md); the numbers change only by rounding.
+            self.net = self.net.to(memory_format=torch.channels_last)
+            z = z.contiguous(memory_format=torch.channels_last)
         self.z = z
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=preset.lr)
         self.average = ExponentialAverage(preset.ema)
