@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -191,3 +192,22 @@ def test_helpers_import_neither_torch_nor_qt():
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                 check=True).stdout.split())
     assert not {"torch", "napari", "qtpy", "PyQt6", "magicgui"} & loaded
+
+
+def test_run_steps_sets_torch_threads_for_the_run_only():
+    import torch
+
+    from napari_dip._runner import gui_threads
+
+    assert 1 <= gui_threads() <= max(1, (os.cpu_count() or 1))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        gen = run_steps(_noisy(), iterations=3, early_stop=False, device="cpu", threads=1)
+        next(gen)
+        assert torch.get_num_threads() == 1  # during the run
+        _, outcome = drain(gen)
+        assert outcome.result.iterations == 3
+        assert torch.get_num_threads() == 2  # restored afterwards
+    finally:
+        torch.set_num_threads(before)

@@ -15,6 +15,7 @@ No Qt and no napari here, so a script can drive it too::
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -54,8 +55,18 @@ def engine_preview_every(preview_every: int | None, stack_every: int | None) -> 
     return math.gcd(*every) if len(every) > 1 else every[0]
 
 
+def gui_threads() -> int:
+    """Torch CPU threads for a run started from napari: one core less than the machine has
+    (at least 1). With every core busy, anything else running (napari drawing a preview,
+    another program) stalls torch's threads: on a 2-core machine a step took 87 ms with 2
+    threads and one busy process alongside, 28 ms with 1 thread (22.8 ms with 2 threads on
+    an idle machine; benchmarks/results/levers.md)."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
 def run_steps(image, *, preview_every: int | None = 25, stack_every: int | None = None,
               min_interval: float = 0.1, clock: Callable[[], float] = time.perf_counter,
+              threads: int | None = None,
               **restore_kwargs) -> Generator[RunUpdate, None, RunOutcome]:
     """Run :func:`napari_dip.iterate` and yield :class:`RunUpdate` s, returning a
     :class:`RunOutcome`.
@@ -64,7 +75,9 @@ def run_steps(image, *, preview_every: int | None = 25, stack_every: int | None 
     ``min_interval`` seconds have passed since the last yield, and for the first step, so a
     GUI gets a steady trickle of progress without one signal per iteration. With
     ``stack_every``, the estimate every ``stack_every`` iterations is kept for the stack.
-    Errors propagate; closing the generator cancels the run.
+    Errors propagate; closing the generator cancels the run. With ``threads``, torch uses
+    that many CPU threads while the run is going (set in the thread that runs it) and its
+    previous count afterwards.
     """
     from .api import iterate
 
@@ -72,6 +85,12 @@ def run_steps(image, *, preview_every: int | None = 25, stack_every: int | None 
                     **restore_kwargs)
     outcome = RunOutcome()
     last_yield = -math.inf
+    previous_threads = None
+    if threads is not None:
+        import torch
+
+        previous_threads = torch.get_num_threads()
+        torch.set_num_threads(int(threads))
     try:
         while True:
             try:
@@ -92,6 +111,10 @@ def run_steps(image, *, preview_every: int | None = 25, stack_every: int | None 
                 yield RunUpdate(step, preview)
     finally:
         steps.close()
+        if previous_threads is not None:
+            import torch
+
+            torch.set_num_threads(previous_threads)
 
 
 def guarded(gen: Generator) -> Generator:

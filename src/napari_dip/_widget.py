@@ -40,7 +40,7 @@ from ._layers import (
     sample_hints,
 )
 from ._runner import PreviewThrottle, RunOutcome, describe_error, format_progress, guarded, \
-    progress_value, run_steps
+    gui_threads, progress_value, run_steps
 
 if TYPE_CHECKING:
     import napari
@@ -426,7 +426,7 @@ class DIPWidget(Container):
         }
         gen = run_steps(arrays["image"], mask=arrays.get("mask"), flash=arrays.get("flash"),
                         preview_every=int(self.preview_every.value), stack_every=stack_every,
-                        **kwargs)
+                        threads=gui_threads(), **kwargs)
         self._run["gen"] = gen
         worker = thread_worker(guarded, start_thread=False)(gen)
         worker.yielded.connect(self._on_update)
