@@ -5,7 +5,8 @@ images with synthetic degradations made by the engine's own operators and fixed 
     python benchmarks/quality.py --tasks denoise,sr      # a subset
     python benchmarks/quality.py --full --device cuda    # full-size images (GPU)
 
-Writes benchmarks/results/quality.md, quality.json and quality.png. "ES gap" is the PSNR of
+Writes benchmarks/results/quality.md, quality.json and quality.png (``--replot X.json``
+redraws a PNG). "ES gap" is the PSNR of
 the run's best preview minus that of the estimate early stopping kept (0 = it picked the best).
 """
 
@@ -249,6 +250,41 @@ def bench_poisson(imgs, device, full, rows):
         print(rows[-1], flush=True)
 
 
+def plot(rows: list[dict], path) -> None:
+    """One panel per task and image: PSNR of every method as horizontal bars, napari-dip's
+    runs in colour, the inputs and classical baselines in grey."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["task"], r["image"]), []).append(r)
+    cols = 3
+    nrows = -(-len(groups) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 2.1 * nrows), squeeze=False)
+    for ax, ((task, image), group) in zip(axes.flat, groups.items()):
+        names = [g["method"] for g in group]
+        values = [g["psnr"] for g in group]
+        colours = ["tab:blue" if n.startswith(("DIP", "DeepRED")) else "0.6" for n in names]
+        ax.barh(range(len(group)), values, color=colours)
+        ax.set_yticks(range(len(group)), names, fontsize=7)
+        ax.invert_yaxis()
+        low = min(values)
+        ax.set_xlim(low - 1, max(values) + 0.5)
+        for i, v in enumerate(values):
+            ax.text(v, i, f" {v:.2f}", va="center", fontsize=7)
+        ax.set_title(f"{task}, {image}", fontsize=9)
+        ax.tick_params(axis="x", labelsize=7)
+    for ax in list(axes.flat)[len(groups):]:
+        ax.axis("off")
+    fig.supxlabel("PSNR (dB)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 TASKS = {"denoise": bench_denoise, "sr": bench_sr, "inpaint": bench_inpaint,
          "deblur": bench_deblur, "poisson": bench_poisson}
 
@@ -260,7 +296,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's own choice)")
     parser.add_argument("--full", action="store_true", help="full-size images (use a GPU)")
+    parser.add_argument("--replot", metavar="JSON",
+                        help="only redraw the PNG of an earlier run from its JSON file")
     args = parser.parse_args()
+    if args.replot:
+        from pathlib import Path
+
+        source = Path(args.replot)
+        plot(json.loads(source.read_text()), source.with_suffix(".png"))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     imgs = images(args.full)
@@ -279,7 +323,8 @@ def main() -> None:
     suffix = "" if args.tasks == ",".join(TASKS) else "-" + args.tasks.replace(",", "-")
     (RESULTS / f"quality{suffix}.md").write_text("\n".join(text))
     (RESULTS / f"quality{suffix}.json").write_text(json.dumps(rows, indent=1, default=float))
-    print(f"wrote {RESULTS}/quality{suffix}.md")
+    plot(rows, RESULTS / f"quality{suffix}.png")
+    print(f"wrote {RESULTS}/quality{suffix}.md and .png")
 
 
 if __name__ == "__main__":
