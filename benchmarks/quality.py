@@ -2,12 +2,13 @@
 images with synthetic degradations made by the engine's own operators and fixed seeds.
 
     python benchmarks/quality.py                         # every task, small crops, CPU
-    python benchmarks/quality.py --tasks denoise,sr      # a subset
+    python benchmarks/quality.py --tasks denoise,sr      # a subset: results/quality-denoise-sr.*
+    python benchmarks/quality.py --tasks sr --merge      # rerun one task inside results/quality.*
     python benchmarks/quality.py --full --device cuda    # full-size images (GPU)
 
 Writes benchmarks/results/quality.md, quality.json and quality.png (``--replot X.json``
-redraws a PNG). "ES gap" is the PSNR of
-the run's best preview minus that of the estimate early stopping kept (0 = it picked the best).
+redraws a PNG). "ES gap" is the PSNR of the run's best preview minus that of the estimate
+early stopping kept (0 = it picked the best).
 """
 
 from __future__ import annotations
@@ -133,6 +134,17 @@ def bench_denoise(imgs, device, full, rows):
             print(rows[-1], flush=True)
 
 
+def lanczos_upsample(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Lanczos-3 resampling of a float image (Y, X[, C]) to ``shape`` with Pillow."""
+    from PIL import Image
+
+    channels = image[..., None] if image.ndim == 2 else image
+    out = [np.asarray(Image.fromarray(np.ascontiguousarray(c, dtype=np.float32))
+                      .resize(shape[::-1], Image.Resampling.LANCZOS))
+           for c in np.moveaxis(channels, -1, 0)]
+    return out[0] if image.ndim == 2 else np.stack(out, -1)
+
+
 def bench_sr(imgs, device, full, rows):
     for name, clean in imgs.items():
         low = apply(Downsample(4), clean)
@@ -142,11 +154,13 @@ def bench_sr(imgs, device, full, rows):
         for label, order in [("bicubic", 3), ("nearest", 0)]:
             est, t = timed(resize, low, shape, order=order, anti_aliasing=False)
             rows.append({**base, **classical(label, np.clip(est, 0, 1), clean, t)})
+        est, t = timed(lanczos_upsample, low, shape[:2])
+        rows.append({**base, **classical("Lanczos-3", np.clip(est, 0, 1), clean, t)})
         t_low = torch.as_tensor((low[None] if ca is None else low.transpose(2, 0, 1))[None].copy())
-        lanczos = torch.nn.functional.interpolate(t_low, size=shape[:2], mode="bicubic",
-                                                  antialias=True, align_corners=False)[0].numpy()
-        lanczos = lanczos[0] if ca is None else lanczos.transpose(1, 2, 0)
-        rows.append({**base, **classical("bicubic (antialiased, torch)", np.clip(lanczos, 0, 1),
+        est = torch.nn.functional.interpolate(t_low, size=shape[:2], mode="bicubic",
+                                              antialias=True, align_corners=False)[0].numpy()
+        est = est[0] if ca is None else est.transpose(1, 2, 0)
+        rows.append({**base, **classical("bicubic (antialiased, torch)", np.clip(est, 0, 1),
                                          clean, 0)})
         for label, kw in [("DIP fast", {}), ("DeepRED-NLM fast", {"method": "deepred"})]:
             r = run_engine(low.astype(np.float32), clean, task="super_resolution", factor=4,
@@ -296,6 +310,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's own choice)")
     parser.add_argument("--full", action="store_true", help="full-size images (use a GPU)")
+    parser.add_argument("--merge", action="store_true",
+                        help="replace only these tasks' rows in results/quality.json")
     parser.add_argument("--replot", metavar="JSON",
                         help="only redraw the PNG of an earlier run from its JSON file")
     args = parser.parse_args()
@@ -308,23 +324,39 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     imgs = images(args.full)
+    tasks = args.tasks.split(",")
     rows: list[dict] = []
-    start = time.time()
-    for task in args.tasks.split(","):
+    for task in tasks:
+        start, first = time.time(), len(rows)
         TASKS[task](imgs, args.device, args.full, rows)
+        for r in rows[first:]:
+            r.update(bench=task, bench_seconds=time.time() - start, run=machine())
+    everything = tasks == list(TASKS)
+    name = "quality" if everything or args.merge else "quality-" + "-".join(tasks)
+    if args.merge and (RESULTS / "quality.json").is_file():
+        kept = [r for r in json.loads((RESULTS / "quality.json").read_text())
+                if r["bench"] not in tasks]
+        rows = sorted(kept + rows, key=lambda r: list(TASKS).index(r["bench"]))
+    write(rows, name, args.device, args.full)
+
+
+def write(rows: list[dict], name: str, device: str, full: bool) -> None:
+    """The Markdown table, JSON and plot of ``rows`` as results/{name}.*; the header gives
+    each task's wall time and the machine and date of its run."""
     RESULTS.mkdir(exist_ok=True)
+    runs = {r["bench"]: (r["bench_seconds"], r["run"]) for r in rows}
     cols = ["task", "image", "method", "psnr", "ssim", "seconds", "iterations", "stopped_at",
             "es_gap"]
-    text = [f"# Quality ({args.device}, {'full size' if args.full else '96 px crops'})", "",
-            f"Machine: {machine()}; total {time.time() - start:.0f} s.", "",
+    text = [f"# Quality ({device}, {'full size' if full else '96 px crops'})", "",
+            f"Wall time {sum(t for t, _ in runs.values()):.0f} s in all:", "",
+            *[f"- {bench}: {t:.0f} s; {run}" for bench, (t, run) in runs.items()], "",
             "PSNR in dB against the clean image (Poisson rows: peak 30 photons as the range); "
             "*es_gap*: best preview PSNR of the run minus the kept estimate's.", "",
             markdown_table(rows, cols), ""]
-    suffix = "" if args.tasks == ",".join(TASKS) else "-" + args.tasks.replace(",", "-")
-    (RESULTS / f"quality{suffix}.md").write_text("\n".join(text))
-    (RESULTS / f"quality{suffix}.json").write_text(json.dumps(rows, indent=1, default=float))
-    plot(rows, RESULTS / f"quality{suffix}.png")
-    print(f"wrote {RESULTS}/quality{suffix}.md and .png")
+    (RESULTS / f"{name}.md").write_text("\n".join(text))
+    (RESULTS / f"{name}.json").write_text(json.dumps(rows, indent=1, default=float))
+    plot(rows, RESULTS / f"{name}.png")
+    print(f"wrote {RESULTS}/{name}.md, .json and .png")
 
 
 if __name__ == "__main__":

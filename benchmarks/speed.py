@@ -2,11 +2,14 @@
 straightforward PyTorch loop of the same network), peak memory, and time-to-quality (wall
 time until the running result first comes within 0.3 dB of the run's best PSNR).
 
-    python benchmarks/speed.py            # this machine's CPU, sizes 64..512 (about 15 min)
-    python benchmarks/speed.py --quick    # 64 and 128 only
+    python benchmarks/speed.py --ttq-sizes ""   # step times 64..512 and 1024² memory
+    python benchmarks/speed.py --quick          # 64 and 128 only, time to quality at 128²
+    python benchmarks/speed.py --ttq-only --ttq-sizes 128,256 --paper-limit 1200
     python benchmarks/speed.py --device cuda
 
-Writes benchmarks/results/speed.md and speed.png.
+Writes benchmarks/results/speed.md, speed.json and speed.png (step times; with time-to-quality
+runs also speed-ttq.png); ``--ttq-only`` writes ttq.md, ttq.json and ttq.png and keeps the
+earlier rows of sizes it does not measure. ``--replot`` redraws the PNGs from the JSON files.
 """
 
 from __future__ import annotations
@@ -187,6 +190,37 @@ def plot(curves: list[dict], name: str = "speed.png") -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(RESULTS / name, dpi=120)
+    plt.close(fig)
+
+
+def plot_timing(rows: list[dict], name: str = "speed.png") -> None:
+    """Milliseconds per iteration against image size for each preset (solid: napari-dip,
+    dashed: the plain loop): results/``name``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for preset in ("fast", "paper"):
+        for colour in ("grey", "RGB"):
+            pts = [r for r in rows if r["preset"] == preset and r["colour"] == colour
+                   and r.get("plain loop ms")]
+            if not pts:
+                continue
+            sizes = [int(r["size"].rstrip("²")) for r in pts]
+            line, = ax.plot(sizes, [r["ms/iteration"] for r in pts], "o-",
+                            label=f"{preset} {colour}")
+            ax.plot(sizes, [r["plain loop ms"] for r in pts], "--", color=line.get_color())
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("image side (pixels)")
+    ax.set_ylabel("ms per iteration")
+    ax.set_title("Step time (dashed: plain PyTorch loop)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / name, dpi=120)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -205,7 +239,13 @@ def main() -> None:
                         help="only redraw speed.png from speed.json")
     args = parser.parse_args()
     if args.replot:
-        plot(json.loads((RESULTS / "speed.json").read_text())["curves"])
+        for stem in ("speed", "ttq"):
+            if (RESULTS / f"{stem}.json").is_file():
+                saved = json.loads((RESULTS / f"{stem}.json").read_text())
+                if saved["rows"]:
+                    plot_timing(saved["rows"])
+                if saved["curves"]:
+                    plot(saved["curves"], "ttq.png" if stem == "ttq" else "speed-ttq.png")
         return
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -233,46 +273,59 @@ def main() -> None:
 
     curves = []
     for size in [int(s) for s in args.ttq_sizes.split(",") if s]:
-        curves += time_to_quality(size, args.device, limits={"paper": args.paper_limit})
+        for curve in time_to_quality(size, args.device, limits={"paper": args.paper_limit}):
+            curves.append({**curve, "run": machine()})
         print({k: v for k, v in curves[-1].items() if k not in ("times", "psnrs")}, flush=True)
+    if args.ttq_only and (RESULTS / "ttq.json").is_file():
+        # keep the earlier runs of the sizes not measured now (each row says its run)
+        sizes_now = {c["size"] for c in curves}
+        earlier = json.loads((RESULTS / "ttq.json").read_text())["curves"]
+        curves = sorted([c for c in earlier if c["size"] not in sizes_now] + curves,
+                        key=lambda c: (c["size"], c["preset"]))
 
     RESULTS.mkdir(exist_ok=True)
     ttq_cols = ["size", "preset", "iterations", "best_psnr", "best_at",
                 "iterations_to_best-0.3dB", "seconds_to_best-0.3dB", "final_psnr",
-                "total_seconds", "es_stop", "es_kept", "es_psnr", "es_seconds"]
+                "total_seconds", "es_stop", "es_kept", "es_psnr", "es_seconds", "run"]
     targets = ttq_targets(curves)
-    text = [f"# Speed ({args.device})", "", f"Machine: {machine()}", "",
-            "## Milliseconds per iteration", "",
-            "Median of 12 steps after 3 warm-up steps (5 for the paper preset at 512²), each "
-            "configuration in a fresh process. *plain loop*: the same network and input "
-            "perturbation in a bare `zero_grad / forward / MSE / backward / step` loop with one "
-            "`loss.item()` per step; *ratio* < 1 means napari-dip's loop (with averaging, "
-            "backtracking and early-stopping bookkeeping) is faster. Peak MB is the whole "
-            "process's resident memory (Python, torch and the run).", "",
-            markdown_table(rows, ["preset", "size", "colour", "ms/iteration", "plain loop ms",
-                                  "ratio", "peak MB (process)"]
-                           + (["GPU MB"] if any("GPU MB" in r for r in rows) else [])), "",
-            "## Time to quality (denoising, cameraman crop, sigma 25/255)", "",
-            "Each preset runs to its iteration limit (*without early stopping*: *best_psnr*, "
-            "*seconds_to_best-0.3dB*, *final_psnr*, *total_seconds*); *es_stop* is where "
-            "default early stopping (ES-WMV) stops that same run, *es_kept* the iteration "
-            "whose estimate it keeps, *es_psnr* that estimate's PSNR (nearest preview, every "
-            "10 steps) and *es_seconds* the wall time to the stop (*with early stopping*).",
-            "", markdown_table(curves, ttq_cols), "",
-            "Target: the fast preset reaches the paper preset's best PSNR − 0.3 dB in at most "
-            "1/8 of the time the paper preset takes to get there.", "",
-            markdown_table(targets, list(targets[0]) if targets else []), ""]
+    timing = [
+        "## Milliseconds per iteration", "",
+        "Median of 12 steps after 3 warm-up steps (5 for the paper preset at 512²), each "
+        "configuration in a fresh process. *plain loop*: the same network and input "
+        "perturbation in a bare `zero_grad / forward / MSE / backward / step` loop with one "
+        "`loss.item()` per step; *ratio* < 1 means napari-dip's loop (with averaging, "
+        "backtracking and early-stopping bookkeeping) is faster. Peak MB is the whole "
+        "process's resident memory (Python, torch and the run).", "",
+        markdown_table(rows, ["preset", "size", "colour", "ms/iteration", "plain loop ms",
+                              "ratio", "peak MB (process)"]
+                       + (["GPU MB"] if any("GPU MB" in r for r in rows) else [])), ""]
+    ttq = [
+        "## Time to quality (denoising, cameraman crop, sigma 25/255)", "",
+        *([f"The paper preset is capped at {args.paper_limit} steps.", ""]
+          if args.paper_limit else []),
+        "Each preset runs to its iteration limit (*without early stopping*: *best_psnr*, "
+        "*seconds_to_best-0.3dB*, *final_psnr*, *total_seconds*); *es_stop* is where "
+        "default early stopping (ES-WMV) stops that same run, *es_kept* the iteration "
+        "whose estimate it keeps, *es_psnr* that estimate's PSNR (nearest preview, every "
+        "10 steps) and *es_seconds* the wall time to the stop (*with early stopping*); "
+        "*run*: the machine and date of the run that row comes from.",
+        "", markdown_table(curves, ttq_cols), "",
+        "Target: the fast preset reaches the paper preset's best PSNR − 0.3 dB in at most "
+        "1/8 of the time the paper preset takes to get there.", "",
+        markdown_table(targets, list(targets[0])) if targets else "", ""]
+    if not curves:
+        ttq = ["Time to quality: not measured in this run (`--ttq-only` writes ttq.md).", ""]
     name = "ttq" if args.ttq_only else "speed"
-    if args.ttq_only:
-        text = [text[0], "", text[2], ""] + text[text.index(
-            "## Time to quality (denoising, cameraman crop, sigma 25/255)"):]
-        if args.paper_limit:
-            text.insert(4, f"The paper preset is capped at {args.paper_limit} steps.\n")
+    text = [f"# Speed ({args.device})", "", f"Machine: {machine()}", "",
+            *(ttq if args.ttq_only else timing + ttq)]
     (RESULTS / f"{name}.md").write_text("\n".join(text))
     (RESULTS / f"{name}.json").write_text(json.dumps({"rows": rows, "curves": curves,
                                                       "targets": targets}, indent=1))
 
-    plot(curves, "ttq.png" if args.ttq_only else "speed.png")
+    if rows:
+        plot_timing(rows)
+    if curves:
+        plot(curves, "ttq.png" if args.ttq_only else "speed-ttq.png")
     print(f"wrote {RESULTS / (name + '.md')}")
 
 

@@ -98,7 +98,6 @@ def _prepare(request: Request, check_memory: bool = False):
         check_request_memory(request, device)
     hole_radius = largest_hole_radius(request.mask) if request.mask is not None else 0.0
     preset = get_preset(request.preset, request.task, factor=request.factor,
-                        method=request.method,
                         hole_radius=hole_radius)
     if preset.input_kind == "image" and request.flash is None:
         raise ValueError("this preset feeds an image to the network but none was given")

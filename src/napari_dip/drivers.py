@@ -39,7 +39,7 @@ def part_bytes(template: Request, spatial: tuple[int, ...], channels: int,
     from .presets import get_preset
 
     factor = template.z_factor if len(spatial) == 3 else template.factor
-    preset = get_preset(template.preset, template.task, factor=factor, method=template.method)
+    preset = get_preset(template.preset, template.task, factor=factor)
     config = preset.network
     f = template.factor
     shape = [padded_size(n, f, config) * f for n in spatial[-2:]]
@@ -112,7 +112,7 @@ def plan_tiles(plan: Plan, device) -> Plan:
         else:
             from .presets import get_preset
 
-            config = get_preset(t.preset, t.task, factor=t.factor, method=t.method).network
+            config = get_preset(t.preset, t.task, factor=t.factor).network
             side = largest_tile(lambda s: need((s, s)), budget, config.size_multiple,
                                 MIN_TILE, max(h, w))
             if side is None:

@@ -42,15 +42,14 @@ _PAPER_NET = NetworkConfig()  # 128 channels x 5 scales, skip 4, bilinear
 # The paper's 8-16-32-64-128 "snail" channels, with 4 skip channels at every scale as in
 # its denoising network: skips only at the two deepest scales (the snail's) could not fit
 # fine texture (barbara's stripes: 21.6 against 25.5 dB best; benchmarks/results/levers.md).
+# DeepRED uses it too: with the snail's skips its fast denoising runs on the benchmark's real
+# crops came out 1.3-3.6 dB lower (camera 25.9 against 27.6, astronaut 28.6 against 30.0,
+# barbara 21.7 against 25.3 dB), although they were 0.7 dB higher on a Shepp-Logan phantom.
 _FAST_NET = NetworkConfig(
     channels_down=(8, 16, 32, 64, 128),
     channels_up=(8, 16, 32, 64, 128),
     channels_skip=(4, 4, 4, 4, 4),
 )
-# DeepRED keeps the snail's skips (the two deepest scales only): its denoiser supplies the
-# fine detail, and with skips at every scale its fast runs came out 0.7 dB lower on the
-# Shepp-Logan test image (27.9 against 28.6 dB best) while DIP's went up.
-_FAST_DEEPRED_NET = replace(_FAST_NET, channels_skip=(0, 0, 0, 4, 4))
 # Inpainting needs a network that cannot copy the holes through full-resolution skips.
 _FAST_INPAINT_NET = NetworkConfig(
     channels_down=(16, 32, 64, 128, 128),
@@ -64,16 +63,14 @@ _FAST_INPAINT_NET = NetworkConfig(
 LARGE_HOLE_RADIUS = 8
 
 
-def get_preset(name: str, task: str, *, factor: int | None = None, hole_radius: float = 0.0,
-               method: str = "dip") -> Preset:
-    """The settings for ``task`` under preset ``name`` ("fast" or "paper") for ``method``."""
+def get_preset(name: str, task: str, *, factor: int | None = None,
+               hole_radius: float = 0.0) -> Preset:
+    """The settings for ``task`` under preset ``name`` ("fast" or "paper"); DIP and DeepRED
+    share them (DeepRED's own weights and rates are in ``solvers.deepred.TASK_DEFAULTS``)."""
     if name == "paper":
         return _paper(task, factor, hole_radius)
     if name == "fast":
-        preset = _fast(task, factor, hole_radius)
-        if method == "deepred" and preset.network == _FAST_NET:
-            preset = replace(preset, network=_FAST_DEEPRED_NET)
-        return preset
+        return _fast(task, factor, hole_radius)
     raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
 
 
