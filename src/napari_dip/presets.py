@@ -42,9 +42,9 @@ _PAPER_NET = NetworkConfig()  # 128 channels x 5 scales, skip 4, bilinear
 # The paper's 8-16-32-64-128 "snail" channels, with 4 skip channels at every scale as in
 # its denoising network: skips only at the two deepest scales (the snail's) could not fit
 # fine texture (barbara's stripes: 21.6 against 25.5 dB best; benchmarks/results/levers.md).
-# DeepRED uses it too: with the snail's skips its fast denoising runs on the benchmark's real
-# crops came out 1.3-3.6 dB lower (camera 25.9 against 27.6, astronaut 28.6 against 30.0,
-# barbara 21.7 against 25.3 dB), although they were 0.7 dB higher on a Shepp-Logan phantom.
+# DeepRED uses it too: with the snail's skips its fast denoising runs (NLM) on the quality
+# benchmark's real crops came out 1.2-3.5 dB lower (camera 25.9 against 27.5, astronaut 28.6
+# against 29.8, barbara 21.7 against 25.2 dB), though 0.7 dB higher on a Shepp-Logan phantom.
 _FAST_NET = NetworkConfig(
     channels_down=(8, 16, 32, 64, 128),
     channels_up=(8, 16, 32, 64, 128),
