@@ -41,6 +41,9 @@ def make_input(preset: Preset, problem: Problem, generator: torch.Generator) -> 
     return z * 0.1
 
 
+#: Networks whose finest scale has at most this many channels run channels-last.
+CHANNELS_LAST_MAX = 32
+
 class DIPSolver:
     """Deep Image Prior. Build with a request, its problem and preset; run with :meth:`run`."""
 
@@ -77,9 +80,11 @@ class DIPSolver:
             # 2-D skip network, or the 3-D one for a volume (problem.z_strides set)
             self.net = make_network(z.shape[1], problem.channels, preset.network,
                                     problem.z_strides).to(device)
-        if problem.z_strides is None:
-            # 2-D convolutions run 10-20 % faster channels-last on the CPU at most sizes
-            # (benchmarks/results/levers.md); the numbers change only by rounding.
+        if problem.z_strides is None and preset.network.channels_down[0] <= CHANNELS_LAST_MAX:
+            # Narrow 2-D networks (the fast presets) ran 14-20 % faster channels-last on both
+            # CPUs measured; the paper's 128-channel network was 10-20 % faster on one and
+            # 35-70 % slower on the other (benchmarks/README.md), so it keeps the default
+            # layout. The numbers change only by rounding.
             self.net = self.net.to(memory_format=torch.channels_last)
             z = z.contiguous(memory_format=torch.channels_last)
         self.z = z
