@@ -81,10 +81,11 @@ class DIPSolver:
             self.net = make_network(z.shape[1], problem.channels, preset.network,
                                     problem.z_strides).to(device)
         if problem.z_strides is None and preset.network.channels_down[0] <= CHANNELS_LAST_MAX:
-            # Narrow 2-D networks (the fast presets) ran 14-20 % faster channels-last on both
-            # CPUs measured; the paper's 128-channel network was 10-20 % faster on one and
-            # 35-70 % slower on the other (benchmarks/README.md), so it keeps the default
-            # layout. The numbers change only by rounding.
+            # Narrow 2-D networks (the fast presets) ran 14 % faster channels-last at 128² on
+            # one CPU and at 0.79-1.16 times a default-layout loop on another; the paper's
+            # 128-channel network was 10-20 % faster on the first and 35-70 % slower on the
+            # second (benchmarks/README.md), so it keeps the default layout. The numbers
+            # change only by rounding.
             self.net = self.net.to(memory_format=torch.channels_last)
             z = z.contiguous(memory_format=torch.channels_last)
         self.z = z
