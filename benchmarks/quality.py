@@ -326,11 +326,13 @@ def main() -> None:
     imgs = images(args.full)
     tasks = args.tasks.split(",")
     rows: list[dict] = []
+    run = machine()
     for task in tasks:
         start, first = time.time(), len(rows)
         TASKS[task](imgs, args.device, args.full, rows)
+        seconds = time.time() - start
         for r in rows[first:]:
-            r.update(bench=task, bench_seconds=time.time() - start, run=machine())
+            r.update(bench=task, bench_seconds=seconds, run=run)
     everything = tasks == list(TASKS)
     name = "quality" if everything or args.merge else "quality-" + "-".join(tasks)
     if args.merge and (RESULTS / "quality.json").is_file():
