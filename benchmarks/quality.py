@@ -8,7 +8,9 @@ images with synthetic degradations made by the engine's own operators and fixed 
 
 Writes benchmarks/results/quality.md, quality.json and quality.png (``--replot X.json``
 redraws a PNG). "ES gap" is the PSNR of the run's best preview minus that of the estimate
-early stopping kept (0 = it picked the best).
+early stopping kept (0 = it picked the best). It sees only the steps the run took: a run
+that stops at the noise level (DIP denoising) keeps its last step and scores 0 by
+construction; early_stopping.py measures what such runs miss by running on.
 """
 
 from __future__ import annotations
@@ -353,7 +355,9 @@ def write(rows: list[dict], name: str, device: str, full: bool) -> None:
             f"Wall time {sum(t for t, _ in runs.values()):.0f} s in all:", "",
             *[f"- {bench}: {t:.0f} s; {run}" for bench, (t, run) in runs.items()], "",
             "PSNR in dB against the clean image (Poisson rows: peak 30 photons as the range); "
-            "*es_gap*: best preview PSNR of the run minus the kept estimate's.", "",
+            "*es_gap*: best preview PSNR of the run minus the kept estimate's (only over "
+            "the steps run: 0 by construction for runs that stop at the noise level and "
+            "keep that step; `early_stopping.py` measures what they miss).", "",
             markdown_table(rows, cols), ""]
     (RESULTS / f"{name}.md").write_text("\n".join(text))
     (RESULTS / f"{name}.json").write_text(json.dumps(rows, indent=1, default=float))

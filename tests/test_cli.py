@@ -95,6 +95,9 @@ def test_sample_reports_psnr(tmp_path, capsys):
     (["restore", "--sample", "--task", "super_resolution"], "needs factor"),
     (["restore", "--sample", "--denoiser", "nlm"], "--method deepred only"),
     (["restore", "--sample", "--threads", "0"], "--threads must be at least 1"),
+    (["restore", "--sample", "--noise-sigma", "lots"], "--noise-sigma takes a number"),
+    (["restore", "--sample", "--noise-sigma", "0.1", "--no-early-stop"],
+     "early_stop=False runs every iteration"),
     (["restore", "--sample", "--sample-of-nothing"], None),
 ])
 def test_errors_exit_with_code_2_and_a_message(argv, message, capsys):
@@ -119,3 +122,19 @@ def test_float_result_that_does_not_fit_png_is_refused(tmp_path, capsys):
 def test_devices_lists_the_cpu(capsys):
     code, stdout, _ = run(capsys, "devices")
     assert code == 0 and stdout.split()[0] == "auto" and "cpu" in stdout.split()
+
+
+@pytest.mark.parametrize("value, stopping, sigma", [
+    ("20", "discrepancy", 20.0), ("none", "es-wmv", None), ("auto", "discrepancy", None)])
+def test_noise_sigma_reaches_the_run(tmp_path, grey_png, capsys, value, stopping, sigma):
+    out = tmp_path / "clean.tif"
+    code, _, stderr = run(capsys, "restore", str(grey_png), "-o", str(out), "--iterations",
+                          "3", "--noise-sigma", value, "--quiet")
+    assert code == 0, stderr
+    with tifffile.TiffFile(out) as tif:
+        params = json.loads(tif.pages[0].description)
+    assert params["stopping"] == stopping
+    if sigma is not None:
+        assert params["noise_sigma"] == sigma and params["noise_sigma_estimated"] is False
+    elif stopping == "discrepancy":  # estimated, in grey levels of the 8-bit file
+        assert params["noise_sigma_estimated"] is True and 15 < params["noise_sigma"] < 35

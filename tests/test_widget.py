@@ -109,6 +109,30 @@ def test_task_dependent_options(make_napari_viewer):
     assert kwargs["denoiser_sigma"] == pytest.approx(0.05) and kwargs["denoiser"] == "tv"
 
 
+def test_noise_level_options(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(_noisy(), name="noisy")
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Deep Image Prior")
+    assert shown(widget.noise_level) and not shown(widget.noise_sigma)
+    assert widget.restore_arguments()[0]["noise_sigma"] == "auto"
+    widget.noise_level.value = "fixed"
+    assert shown(widget.noise_sigma)
+    widget.noise_sigma.value = 0.1
+    assert widget.restore_arguments()[0]["noise_sigma"] == pytest.approx(0.1)
+    widget.noise_level.value = "none"
+    assert widget.restore_arguments()[0]["noise_sigma"] is None
+    widget.noise_level.value = "fixed"
+    # where no noise level applies the control hides and the engine's default goes
+    for control, value in ((widget.noise, "poisson"), (widget.early_stop, False),
+                           (widget.task, "flash_no_flash"), (widget.method, "deepred")):
+        before = control.value
+        control.value = value
+        assert not shown(widget.noise_level) and not shown(widget.noise_sigma)
+        assert "noise_sigma" not in widget.restore_arguments()[0]
+        control.value = before
+        assert shown(widget.noise_sigma), control.label
+
+
 # -- runs ----------------------------------------------------------------------------------
 def test_run_adds_result_with_geometry_metadata_and_stack(make_napari_viewer, qtbot, errors):
     viewer = make_napari_viewer()

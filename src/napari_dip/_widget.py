@@ -41,6 +41,7 @@ from ._layers import (
 )
 from ._runner import PreviewThrottle, RunOutcome, describe_error, format_progress, guarded, \
     gui_threads, progress_value, run_steps
+from .request import SIGMA_TASKS
 
 if TYPE_CHECKING:
     import napari
@@ -56,6 +57,8 @@ METHOD_CHOICES = [("Deep Image Prior", "dip"), ("DeepRED (DIP + denoiser)", "dee
 DENOISER_CHOICES = [("non-local means", "nlm"), ("BM3D", "bm3d"), ("total variation", "tv")]
 SIGMA_CHOICES = [("task default", "default"), ("estimate (auto)", "auto"),
                  ("fixed value", "fixed")]
+STOP_LEVEL_CHOICES = [("estimate (denoising)", "auto"), ("known value", "fixed"),
+                      ("unknown (ES-WMV)", "none")]
 NOISE_CHOICES = [("Gaussian", "gaussian"), ("Poisson (photon counts)", "poisson")]
 STACK_CHOICES = [("2-D per plane", "slices"), ("3-D volume", "volume"),
                  ("only the current plane", "plane")]
@@ -110,7 +113,15 @@ class DIPWidget(Container):
                                   value=1500, tooltip="iteration limit; follows the preset "
                                   "and task until you change it")
         self._iterations_from_preset = True
-        self.early_stop = CheckBox(text="early stopping (ES-WMV)", value=True)
+        self.early_stop = CheckBox(text="early stopping", value=True)
+        self.noise_level = ComboBox(
+            label="noise level", choices=STOP_LEVEL_CHOICES, value="auto",
+            tooltip="DIP stops once its residual reaches the Gaussian noise level (discrepancy "
+                    "principle); without one it stops by the outputs' variance (ES-WMV)")
+        self.noise_sigma = FloatSpinBox(
+            label="noise \u03c3", min=0.0001, max=1e9, step=0.01, value=0.1,
+            tooltip="standard deviation of the noise in the image's own units (8-bit data "
+                    "with noise of 25 grey levels: 25)")
         self.warm_start = CheckBox(
             text="warm start (each plane or tile from the last)", value=True,
             tooltip="start each plane (or tile) from the previous one's network and stop it "
@@ -145,7 +156,8 @@ class DIPWidget(Container):
 
         self._inputs = [self.method, self.image, self.stack_mode, self.task, self.noise,
                         self.mask, self.factor, self.kernel, self.flash, self.preset,
-                        self.iterations, self.early_stop, self.warm_start, self.tiling,
+                        self.iterations, self.early_stop, self.noise_level,
+                        self.noise_sigma, self.warm_start, self.tiling,
                         self.tile_size, self.tile_overlap,
                         self.device, self.seed, self.denoiser, self.sigma_mode,
                         self.denoiser_sigma,
@@ -160,6 +172,8 @@ class DIPWidget(Container):
         self.method.changed.connect(self._update_visibility)
         self.keep_stack.changed.connect(self._update_visibility)
         self.sigma_mode.changed.connect(self._update_visibility)
+        for control in (self.noise, self.noise_level, self.early_stop):
+            control.changed.connect(self._update_visibility)
         self.stack_mode.changed.connect(self._update_visibility)
         self.tiling.changed.connect(self._update_visibility)
         self.image.changed.connect(self._apply_sample_hints)
@@ -185,6 +199,7 @@ class DIPWidget(Container):
     # -- layout ---------------------------------------------------------------------------
     def _polish(self) -> None:
         self.denoiser_sigma.native.setDecimals(3)
+        self.noise_sigma.native.setDecimals(4)
         self.progress.native.setTextVisible(True)
         self.progress.native.setFormat("idle")
         self.status.native.setWordWrap(True)
@@ -200,6 +215,9 @@ class DIPWidget(Container):
         self.denoiser.visible = deepred
         self.sigma_mode.visible = deepred
         self.denoiser_sigma.visible = deepred and self.sigma_mode.value == "fixed"
+        applies = self._noise_level_applies()
+        self.noise_level.visible = applies
+        self.noise_sigma.visible = applies and self.noise_level.value == "fixed"
         axes = self._axes()
         stack = axes is not None and len(axes.replace("C", "")) > 2
         mode = self.stack_mode.value if stack else None
@@ -214,6 +232,12 @@ class DIPWidget(Container):
         single = not tiled and mode in (None, "plane")
         self.keep_stack.visible = single  # the iteration stack is for single images
         self.stack_every.visible = single and bool(self.keep_stack.value)
+
+    def _noise_level_applies(self) -> bool:
+        """Whether the run can stop at a noise level: DIP, Gaussian noise, a task with a
+        squared-error data term, early stopping on."""
+        return (self.method.value == "dip" and self.noise.value == "gaussian"
+                and self.task.value in SIGMA_TASKS and bool(self.early_stop.value))
 
     def _axes(self) -> str | None:
         """The axes of the chosen image layer (None if there is none, or it has too many)."""
@@ -338,6 +362,10 @@ class DIPWidget(Container):
                 raise ValueError("flash/no-flash needs the flash shot as a second Image layer")
             arrays["flash"] = _layer_data(flash_layer)
             inputs["flash"] = flash_layer.name
+        if self._noise_level_applies():
+            level = self.noise_level.value
+            kwargs["noise_sigma"] = {"auto": "auto", "none": None}.get(
+                level, float(self.noise_sigma.value))
         if method == "deepred":
             kwargs["denoiser"] = self.denoiser.value
             if self.sigma_mode.value == "auto":

@@ -36,10 +36,19 @@ _DOC_ARGS = """
     iterations:
         Iteration limit; None takes the preset's.
     early_stop:
-        Stop by ES-WMV (windowed moving variance, window 100) once the variance has not
-        reached a new minimum for a quarter of the iteration limit (at least 200, at most
-        1000 steps), and return the estimate at the minimum. An integer sets that patience
-        in iterations. False runs every iteration and returns the last estimate.
+        True: stop at the noise level when there is one (see ``noise_sigma``), otherwise by
+        ES-WMV (windowed moving variance, window 100): once the variance has not reached a
+        new minimum for a quarter of the iteration limit (at least 200, at most 1000
+        steps), return the estimate at the minimum. An integer sets that patience in
+        iterations and asks for ES-WMV. False runs every iteration and returns the last
+        estimate.
+    noise_sigma:
+        Standard deviation of Gaussian noise in the image's own units (8-bit data with
+        noise of 25 grey levels: 25). Given, DIP stops as soon as the mean squared residual
+        of its last 20 steps falls to the noise variance (the discrepancy principle) and
+        returns that estimate. ``"auto"`` (default): estimated from the image (wavelet
+        median absolute deviation) when denoising with DIP, ES-WMV for the other tasks, for
+        DeepRED and for Poisson noise. None: always ES-WMV.
     preset:
         ``"fast"`` (small network, laptop friendly, default) or ``"paper"`` (the DIP paper's
         per-task settings).

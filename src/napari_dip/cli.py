@@ -49,6 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--preset", choices=("fast", "paper"), default="fast")
     r.add_argument("--iterations", type=int, help="iteration limit (default: the preset's)")
     r.add_argument("--no-early-stop", action="store_true", help="run every iteration")
+    r.add_argument("--noise-sigma", default=None, metavar="SIGMA",
+                   help="Gaussian noise standard deviation in the image's units: DIP stops "
+                        "when its residual reaches it; 'auto' (default) estimates it for "
+                        "denoising, 'none' stops by ES-WMV")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--noise", choices=NOISE_MODELS, default=None,
@@ -75,6 +79,17 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("devices", help="list the devices this machine can run on")
     return parser
+
+
+def _noise_sigma_argument(text: str):
+    """--noise-sigma: 'auto', 'none' or a number."""
+    if text.lower() in ("auto", "none"):
+        return None if text.lower() == "none" else "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"--noise-sigma takes a number, 'auto' or 'none', got {text!r}") \
+            from None
 
 
 def _kernel_argument(value: str | None):
@@ -225,6 +240,8 @@ def _restore_command(args) -> int:
         raise ValueError("--denoiser and --denoiser-sigma apply to --method deepred only")
     kwargs.update(method=args.method, preset=args.preset, early_stop=not args.no_early_stop,
                   device=args.device, seed=args.seed)
+    if args.noise_sigma is not None:
+        kwargs["noise_sigma"] = _noise_sigma_argument(args.noise_sigma)
 
     if args.threads is not None:
         if args.threads < 1:

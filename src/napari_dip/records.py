@@ -104,7 +104,7 @@ class Result:
         unless early stopping kept an earlier estimate somewhere (see ``parts``).
     history:
         Per-iteration records: ``"loss"`` always, ``"variance"`` (ES-WMV, NaN until the
-        window is full), plus method-specific series (e.g. ``"admm_residual"``). For stacks
+        window is full, and throughout when the run stops at the noise level), plus method-specific series (e.g. ``"admm_residual"``). For stacks
         and tiled images the parts' series one after the other, with ``"plane"`` (and
         ``"tile"``) giving the 1-based plane (tile) of every entry.
     parameters:

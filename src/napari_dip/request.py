@@ -51,6 +51,9 @@ class Request:
     z_factor: int = 1  # volumes: super-resolution along Z
     value_range: tuple[float, float] | None = None  # normalise by this range, not the part's
     spacing: tuple[float, float, float] | None = None  # volumes: (z, y, x) voxel size
+    #: Gaussian noise standard deviation in the image's units (discrepancy-principle
+    #: stopping), "auto" (estimated for DIP denoising, else ES-WMV) or None (ES-WMV).
+    noise_sigma: float | str | None = "auto"
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -171,6 +174,47 @@ def check_numbers(iterations, preview_every, early_stop, seed):
     return iterations, preview_every, patience, int(seed)
 
 
+#: Tasks whose data term is a mean squared residual the discrepancy principle can compare
+#: with the noise variance.
+SIGMA_TASKS = ("denoise", "inpaint", "super_resolution", "deblur")
+
+
+def check_noise_sigma(noise_sigma, *, task: str, method: str, noise: str, early_stop,
+                      value_range: float | None = None) -> float | str | None:
+    """``noise_sigma`` checked against the other settings: "auto", None or a float > 0."""
+    if noise_sigma is None or (isinstance(noise_sigma, str) and noise_sigma == "auto"):
+        return noise_sigma
+    if isinstance(noise_sigma, (bool, str)) or not isinstance(noise_sigma, numbers.Real) \
+            or not np.isfinite(noise_sigma) or noise_sigma <= 0:
+        raise ValueError(
+            f"noise_sigma must be the noise's standard deviation in the image's units (a "
+            f"positive number), 'auto' or None, got {noise_sigma!r}")
+    sigma = float(noise_sigma)
+    where = None
+    if noise != "gaussian":
+        where = (f"noise={noise!r} has no standard deviation to give; drop noise_sigma "
+                 "(the run stops by ES-WMV)")
+    elif method != "dip":
+        where = (f"method={method!r} stops by ES-WMV, which needs no noise level; drop "
+                 "noise_sigma, or use method='dip'")
+    elif task not in SIGMA_TASKS:
+        where = f"task={task!r} has no noise model to compare with; drop noise_sigma"
+    elif early_stop is False:
+        where = ("early_stop=False runs every iteration, so noise_sigma (which decides when "
+                 "to stop) would be unused; drop one of them")
+    elif not isinstance(early_stop, bool):
+        where = (f"early_stop={early_stop!r} sets ES-WMV's patience, but with noise_sigma the "
+                 "run stops when its residual reaches the noise level; drop one of them")
+    if where:
+        raise ValueError(f"noise_sigma={sigma:g}: {where}")
+    if value_range is not None and sigma >= value_range:
+        raise ValueError(
+            f"noise_sigma={sigma:g} is not smaller than the image's whole value range "
+            f"({value_range:g}); give the standard deviation in the image's units (8-bit "
+            "data with noise of 25 grey levels: 25; the same data scaled to [0, 1]: 25/255)")
+    return sigma
+
+
 def check_array(array, what: str) -> np.ndarray:
     """``array`` as a numeric numpy array (not copied), refusing what no run can use."""
     a = np.asarray(array)
@@ -200,6 +244,7 @@ def build_request(
     device: str = "auto",
     channel_axis: int | None = None,
     noise: str = "gaussian",
+    noise_sigma: float | str | None = "auto",
     preview_every: int | None = None,
     **options,
 ) -> Request:
@@ -268,6 +313,9 @@ def build_request(
 
     iterations, preview_every, patience, seed = check_numbers(iterations, preview_every,
                                                               early_stop, seed)
+    noise_sigma = check_noise_sigma(noise_sigma, task=task, method=method, noise=noise,
+                                    early_stop=early_stop,
+                                    value_range=float(img.max() - img.min()))
 
     return Request(
         image=img, task=task, method=method, mask=fill, factor=factor, kernel=k,
@@ -275,5 +323,5 @@ def build_request(
         patience=patience, preset=preset, seed=int(seed), device=device,
         channel_axis=channel_axis, noise=noise,
         preview_every=preview_every, input_shape=tuple(raw.shape), input_dtype=str(raw.dtype),
-        options=dict(options),
+        options=dict(options), noise_sigma=noise_sigma,
     )

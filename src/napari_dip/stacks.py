@@ -33,6 +33,7 @@ from .request import (
     check_array,
     check_factor,
     check_kernel,
+    check_noise_sigma,
     check_numbers,
 )
 
@@ -326,7 +327,7 @@ def build_plan(image, task: str = "denoise", method: str = "dip", *, axes: str,
                warm_start=None, spacing=None, mask=None, factor: int | None = None,
                kernel=None, flash=None, iterations: int | None = None, early_stop=True,
                preset: str = "fast", seed: int = 0, device: str = "auto",
-               noise: str = "gaussian", preview_every: int | None = None,
+               noise: str = "gaussian", noise_sigma="auto", preview_every: int | None = None,
                **options) -> Plan:
     """Validate a multi-part run (see :func:`napari_dip.restore`); raises ValueError."""
     for name, value, allowed in (("task", task, TASKS), ("method", method, METHODS),
@@ -387,6 +388,9 @@ def build_plan(image, task: str = "denoise", method: str = "dip", *, axes: str,
     spatial_shape = arr.shape[n_iter + 1:]
 
     _check_values(arr)
+    noise_sigma = check_noise_sigma(noise_sigma, task=task, method=method, noise=noise,
+                                    early_stop=early_stop,
+                                    value_range=float(arr.max()) - float(arr.min()))
     if noise == "poisson" and float(arr.min()) < 0:
         raise ValueError(
             "noise='poisson' needs non-negative photon counts, but the image has values down "
@@ -424,7 +428,7 @@ def build_plan(image, task: str = "denoise", method: str = "dip", *, axes: str,
         preset=preset, seed=seed, device=device, channel_axis=0, noise=noise,
         preview_every=preview_every, input_shape=(), input_dtype=str(raw.dtype),
         options=dict(options), z_factor=factor if volume else 1,
-        spacing=spacing if volume else None,
+        spacing=spacing if volume else None, noise_sigma=noise_sigma,
     )
     cold = iterations or get_preset(preset, task, factor=factor).iterations
     if warm is False:

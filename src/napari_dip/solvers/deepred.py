@@ -162,6 +162,7 @@ class DeepREDSolver(DIPSolver):
     # learning rates, the pull towards x - u), so the variance minimum comes early, before
     # the estimate is good (benchmarks/results). Early stopping here only ends the run.
     keep_minimum_variance_estimate = False
+    estimates_noise = False
     option_defaults: dict[str, Any] = {
         "denoiser": "nlm",
         "denoiser_sigma": None,

@@ -1,8 +1,9 @@
 """The Deep Image Prior loop: fit a randomly initialised generator f(z) so that A f(z) ~ y.
 
 Per step: perturb the input z with fresh N(0, sigma_p^2) noise, one Adam step on the data
-term, update the exponential average, the backtracking checkpoint and the ES-WMV early-
-stopping statistics, and yield a :class:`~napari_dip.records.Step`. Subclasses (DeepRED)
+term, update the exponential average, the backtracking checkpoint and the early-stopping
+rule (the discrepancy principle where the noise level is known or estimated, else ES-WMV),
+and yield a :class:`~napari_dip.records.Step`. Subclasses (DeepRED)
 add terms to the objective and updates after the step through two hooks.
 """
 
@@ -21,7 +22,13 @@ from ..presets import Preset
 from ..problem import Problem, to_output
 from ..records import Result, Step
 from ..request import Request
-from ..stabilisers import Backtracking, EarlyStopping, ExponentialAverage, default_patience
+from ..stabilisers import (
+    Backtracking,
+    Discrepancy,
+    EarlyStopping,
+    ExponentialAverage,
+    default_patience,
+)
 
 # Poisson rates are clamped away from 0 before the logarithm.
 _RATE_FLOOR = 1e-6
@@ -51,6 +58,9 @@ class DIPSolver:
     #: Return the estimate at the early-stopping variance minimum (ES-WMV). Subclasses whose
     #: runs do not overfit (DeepRED) keep the estimate at the stop instead.
     keep_minimum_variance_estimate = True
+    #: Whether ``noise_sigma="auto"`` estimates the noise and stops by the discrepancy
+    #: principle (DeepRED, whose runs do not overfit, keeps ES-WMV).
+    estimates_noise = True
     #: Method options this solver accepts through ``restore(**options)`` and their defaults.
     option_defaults: dict[str, Any] = {}
 
@@ -81,11 +91,11 @@ class DIPSolver:
             self.net = make_network(z.shape[1], problem.channels, preset.network,
                                     problem.z_strides).to(device)
         if problem.z_strides is None and preset.network.channels_down[0] <= CHANNELS_LAST_MAX:
-            # Narrow 2-D networks (the fast presets) ran 14 % faster channels-last at 128² on
-            # one CPU and at 0.79-1.16 times a default-layout loop on another; the paper's
-            # 128-channel network was 10-20 % faster on the first and 35-70 % slower on the
-            # second (benchmarks/README.md), so it keeps the default layout. The numbers
-            # change only by rounding.
+            # Narrow 2-D networks (the fast presets) ran 8-14 % faster channels-last at 128²
+            # on two of the four CPUs measured and up to 25 % slower on another; the paper's
+            # 128-channel network ran 10-20 % faster on one and 35-70 % slower on another
+            # (benchmarks/README.md), so it keeps the default layout. The numbers change
+            # only by rounding.
             self.net = self.net.to(memory_format=torch.channels_last)
             z = z.contiguous(memory_format=torch.channels_last)
         self.z = z
@@ -96,10 +106,41 @@ class DIPSolver:
             window=100, patience=request.patience or default_patience(self.iterations),
             generator=self.generator
         ) if request.early_stop else None
+        self.noise_sigma, self.noise_sigma_estimated = self._noise_level()
+        self.discrepancy = None
+        if self.noise_sigma is not None:
+            # The data term is a mean over the whole (padded) measurement, which carries data
+            # only where it is known (inpainting).
+            known = 1.0 if request.mask is None else float(1 - request.mask.mean())
+            threshold = (self.noise_sigma / problem.scaling.scale) ** 2 * known
+            if threshold > 0:
+                self.discrepancy = Discrepancy(threshold)
+                self.early_stopping = None
         self.history: dict[str, list[float]] = {"loss": [], "variance": []}
         # Host syncs: every step on the CPU (free there); on accelerators the loss and the
         # early-stopping numbers stay on the device and reach the host every this many steps.
         self.sync_every = 1 if device.type == "cpu" else 25
+
+    def _noise_level(self) -> tuple[float | None, bool]:
+        """(Gaussian noise standard deviation in the image's units, estimated?) that the
+        discrepancy principle stops at, or (None, False) to stop by ES-WMV.
+
+        "auto" estimates it for DIP denoising only: the wavelet estimate (Donoho and
+        Johnstone's median absolute deviation of the finest diagonal coefficients) is
+        reliable on a noisy image, but not on holes, low-resolution or blurred
+        measurements, whose fine scales hold little of the noise.
+        """
+        r = self.request
+        if not r.early_stop or r.patience is not None or r.noise != "gaussian":
+            return None, False
+        if isinstance(r.noise_sigma, (int, float)):
+            return float(r.noise_sigma), False
+        if r.noise_sigma != "auto" or r.task != "denoise" or not self.estimates_noise:
+            return None, False
+        from skimage.restoration import estimate_sigma
+
+        sigma = float(estimate_sigma(r.image, channel_axis=0, average_sigmas=True))
+        return (sigma, True) if sigma > 0 else (None, False)
 
     # -- hooks for subclasses -------------------------------------------------------------
     def data_term(self, out: torch.Tensor) -> torch.Tensor:
@@ -164,6 +205,8 @@ class DIPSolver:
             variance = None
             if self.early_stopping is not None:
                 variance = self.early_stopping.update(iteration, out, self.estimate())
+            if self.discrepancy is not None:
+                self.discrepancy.update(iteration, loss)
             pending.append((iteration, loss.detach(), extras, variance,
                             time.perf_counter() - start))
 
@@ -171,8 +214,9 @@ class DIPSolver:
             if not (preview_due or iteration == self.iterations
                     or len(pending) >= self.sync_every):
                 continue
-            stop = self.early_stopping is not None \
-                and self.early_stopping.should_stop(iteration)
+            stop = (self.early_stopping is not None
+                    and self.early_stopping.should_stop(iteration)) \
+                or (self.discrepancy is not None and self.discrepancy.should_stop(iteration))
             steps = self._flush(pending)
             pending = []
             if preview_due or stop or iteration == self.iterations:
@@ -235,9 +279,16 @@ class DIPSolver:
             "input_shape": list(r.input_shape), "input_dtype": r.input_dtype,
             "version": __version__,
         }
+        params["stopping"] = None
         if self.early_stopping is not None:
+            params["stopping"] = "es-wmv"
             params["early_stop_window"] = self.early_stopping.window
             params["early_stop_patience"] = self.early_stopping.patience
+        if self.discrepancy is not None:
+            params.update(stopping="discrepancy", noise_sigma=self.noise_sigma,
+                          noise_sigma_estimated=self.noise_sigma_estimated,
+                          discrepancy_window=self.discrepancy.window,
+                          discrepancy_reached_at=self.discrepancy.reached_at)
         if r.kernel_name == "custom":
             params["kernel"] = np.asarray(r.kernel).tolist()
         params.update({k: _jsonable(v) for k, v in self.options.items()})
