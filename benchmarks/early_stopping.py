@@ -256,6 +256,16 @@ GAPS = ["image", "gap default", "gap noise level given", "gap ES-WMV", "gap at s
         "gap last", "gap held-out (own run)", "default - ES-WMV"]
 
 
+def _rounded(value):
+    if isinstance(value, float):
+        return float(f"{value:.6g}") if np.isfinite(value) else value
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
 def write(runs: dict, rows: list[dict], run_info: str, seconds: float) -> None:
     means = {"image": "mean", **{k: float(np.mean([r[k] for r in rows])) for k in GAPS[1:]}}
     text = [
@@ -278,8 +288,10 @@ def write(runs: dict, rows: list[dict], run_info: str, seconds: float) -> None:
         markdown_table(rows + [means], GAPS), ""]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "early-stopping.md").write_text("\n".join(text))
+    # the per-step series, to 6 significant digits and without indentation, keep the
+    # file small enough to commit
     (RESULTS / "early-stopping.json").write_text(json.dumps(
-        {"run": run_info, "seconds": seconds, "rows": rows, "runs": runs}, indent=1))
+        {"run": run_info, "seconds": seconds, "rows": rows, "runs": _rounded(runs)}))
     plot(runs, rows, RESULTS / "early-stopping.png")
 
 
@@ -304,7 +316,8 @@ def main() -> None:
         rows = [evaluate(name, run["plain"], run["held"], patience,
                          discrepancy_thresholds(images[name][1], images[name][2]))
                 for name, run in saved["runs"].items()]
-        write(saved["runs"], rows, saved["run"] + " (rules rescored "
+        machine_line = saved["run"].split(" (rules rescored")[0]
+        write(saved["runs"], rows, f"{machine_line} (rules rescored "
               f"{time.strftime('%Y-%m-%d')})", saved["seconds"])
         return
     wanted = args.images.split(",") if args.images else None
