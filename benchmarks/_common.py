@@ -52,3 +52,14 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def follow(steps, on_step):
+    """Pass every step of an :func:`napari_dip.iterate` generator to ``on_step`` and return
+    the run's :class:`~napari_dip.records.Result` (the generator's return value)."""
+    while True:
+        try:
+            step = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        on_step(step)

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from skimage import data, img_as_float, io
 
-from _common import RESULTS, SHARED, machine, markdown_table, psnr
+from _common import RESULTS, SHARED, follow, machine, markdown_table, psnr
 from quality import SIGMA, images
 from speed import es_stop
 
@@ -115,14 +115,10 @@ def trajectory(truth, degraded, kw, held=None) -> dict:
                     early_stop=ITERATIONS + 1, channel_axis=-1 if degraded.ndim == 3 else None,
                     **kw)
     its, psnrs, held_error = [], [], []
-    while True:
-        try:
-            step = next(steps)
-        except StopIteration as stop:
-            result = stop.value
-            break
+
+    def record(step):
         if step.preview is None:
-            continue
+            return
         its.append(step.iteration)
         psnrs.append(psnr(step.preview, truth, peak))
         if held is not None:
@@ -132,6 +128,8 @@ def trajectory(truth, degraded, kw, held=None) -> dict:
                 held_error.append(float(np.mean(rate - y * np.log(rate))))
             else:
                 held_error.append(float(np.mean((p - y) ** 2)))
+
+    result = follow(steps, record)
     return {"iterations": its, "psnr": psnrs, "variance": result.history["variance"],
             "loss": result.history["loss"],
             "held_error": held_error, "seconds": time.perf_counter() - start}

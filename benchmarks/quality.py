@@ -31,7 +31,7 @@ from skimage.restoration import (
 )
 from skimage.transform import resize
 
-from _common import RESULTS, SHARED, machine, markdown_table, psnr, ssim
+from _common import RESULTS, SHARED, follow, machine, markdown_table, psnr, ssim
 from napari_dip import iterate
 from napari_dip.kernels import blur_kernel
 from napari_dip.operators import Blur, Downsample
@@ -75,16 +75,14 @@ def run_engine(degraded, truth, **kwargs) -> dict:
     if degraded.ndim == 3:
         kwargs.setdefault("channel_axis", -1)
     start = time.perf_counter()
-    steps = iterate(degraded, **kwargs)
-    best = -np.inf
-    while True:
-        try:
-            step = next(steps)
-        except StopIteration as stop:
-            result = stop.value
-            break
+    previews = []
+
+    def record(step):
         if step.preview is not None:
-            best = max(best, psnr(step.preview, truth))
+            previews.append(psnr(step.preview, truth))
+
+    result = follow(iterate(degraded, **kwargs), record)
+    best = max(previews, default=-np.inf)
     value = psnr(result.image, truth)
     return {"psnr": value, "ssim": ssim(result.image, truth), "seconds":
             time.perf_counter() - start, "iterations": result.iterations,

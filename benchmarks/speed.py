@@ -24,7 +24,7 @@ import time
 import numpy as np
 import torch
 
-from _common import RESULTS, machine, markdown_table, psnr
+from _common import RESULTS, follow, machine, markdown_table, psnr
 
 TIMING_STEPS = 12  # after 3 warm-up steps
 
@@ -131,19 +131,16 @@ def time_to_quality(size: int, device: str, presets=("fast", "paper"), limits=No
 
         limit = (limits or {}).get(preset) or get_preset(preset, "denoise").iterations
         iterations, times, values, elapsed = [], [], [], []
-        steps = iterate(noisy, preset=preset, iterations=limit, early_stop=limit + 1,
-                        device=device, preview_every=every)
-        while True:
-            try:
-                step = next(steps)
-            except StopIteration as stop:
-                result = stop.value
-                break
+
+        def record(step):
             elapsed.append(step.elapsed)
             if step.preview is not None:
                 iterations.append(step.iteration)
                 times.append(step.elapsed)
                 values.append(psnr(step.preview, clean))
+
+        result = follow(iterate(noisy, preset=preset, iterations=limit, early_stop=limit + 1,
+                                device=device, preview_every=every), record)
         values, times, iterations = np.array(values), np.array(times), np.array(iterations)
         best = values.max()
         reach = int(np.argmax(values >= best - 0.3))
