@@ -138,3 +138,14 @@ def test_noise_sigma_reaches_the_run(tmp_path, grey_png, capsys, value, stopping
         assert params["noise_sigma"] == sigma and params["noise_sigma_estimated"] is False
     elif stopping == "discrepancy":  # estimated, in grey levels of the 8-bit file
         assert params["noise_sigma_estimated"] is True and 15 < params["noise_sigma"] < 35
+
+
+def test_progress_bar_ends_where_an_early_stop_ends_the_run(tmp_path, grey_png, capsys):
+    out = tmp_path / "clean.png"
+    # a noise level far above the data's (about 25 grey levels) is reached within steps
+    code, stdout, stderr = run(capsys, "restore", str(grey_png), "-o", str(out),
+                               "--iterations", "400", "--noise-sigma", "60")
+    assert code == 0, stderr
+    n = json.loads(stdout)["iterations"]
+    assert 20 <= n < 400
+    assert f"{n}/{n}" in stderr and "stopped early" in stderr

@@ -124,6 +124,9 @@ def _run(image, kwargs: dict, quiet: bool):
             try:
                 step = next(steps)
             except StopIteration as stop:
+                if bar is not None and bar.n < bar.total:  # stopped early: end the bar there
+                    bar.total = bar.n
+                    bar.set_postfix_str("stopped early", refresh=True)
                 return stop.value
             if not quiet:
                 # single images count their iterations; stacks and tiles the whole run's
