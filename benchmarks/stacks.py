@@ -238,6 +238,10 @@ def main() -> None:
         saved["volume"] = volume_vs_slices(args.device)
     if "tiles" in parts:
         saved["tiles"] = tiled_memory(args.device)
+    # parts run on different days and machines keep their own machine line
+    machines = saved.setdefault("machines", {})
+    for part in parts:
+        machines[part] = machine()
     saved["machine"] = machine()
     json_path.write_text(json.dumps(saved, indent=1))
     write_markdown(saved, args.device)
@@ -290,7 +294,10 @@ def summary(saved: dict) -> list[str]:
 
 def write_markdown(saved: dict, device: str) -> None:
     text = [f"# Stacks, volumes and tiles ({device})", "",
-            f"Machine: {saved.get('machine', '')}; torch on one thread.", "",
+            *(["Machines (torch on one thread):", "",
+                *[f"- {part}: {line}" for part, line in saved["machines"].items()], ""]
+              if saved.get("machines") else
+              [f"Machine: {saved.get('machine', '')}; torch on one thread.", ""]),
             "Data: `../shared/data/mri/anatomical.nii` (33x41x25, 2 mm), scaled to [0, 1], "
             "Rician noise sigma 0.1; slices are the axial planes (41x33). "
             "Reproduce: `python benchmarks/stacks.py`.", "",
