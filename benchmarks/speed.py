@@ -92,7 +92,7 @@ def _time_pair(preset: str, size: int, colour: bool, device: str, steps: int, ro
             runs[which].append(_time_one(preset, size, colour, device, which, steps=steps))
     best = []
     for which in ("napari-dip", "plain"):
-        fastest = min(runs[which], key=lambda r: r["ms"] if r["ms"] == r["ms"] else np.inf)
+        fastest = min(runs[which], key=lambda r: np.inf if np.isnan(r["ms"]) else r["ms"])
         best.append({**fastest, "rounds": [r["ms"] for r in runs[which]]})
     return best[0], best[1]
 

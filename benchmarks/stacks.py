@@ -239,10 +239,8 @@ def main() -> None:
     if "tiles" in parts:
         saved["tiles"] = tiled_memory(args.device)
     # parts run on different days and machines keep their own machine line
-    machines = saved.setdefault("machines", {})
-    for part in parts:
-        machines[part] = machine()
     saved["machine"] = machine()
+    saved.setdefault("machines", {}).update(dict.fromkeys(parts, saved["machine"]))
     json_path.write_text(json.dumps(saved, indent=1))
     write_markdown(saved, args.device)
     print(f"{time.time() - started:.0f} s")

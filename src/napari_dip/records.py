@@ -104,9 +104,10 @@ class Result:
         unless early stopping kept an earlier estimate somewhere (see ``parts``).
     history:
         Per-iteration records: ``"loss"`` always, ``"variance"`` (ES-WMV, NaN until the
-        window is full, and throughout when the run stops at the noise level), plus method-specific series (e.g. ``"admm_residual"``). For stacks
-        and tiled images the parts' series one after the other, with ``"plane"`` (and
-        ``"tile"``) giving the 1-based plane (tile) of every entry.
+        window is full, and throughout when the run stops at the noise level), plus
+        method-specific series (e.g. ``"admm_residual"``). For stacks and tiled images the
+        parts' series one after the other, with ``"plane"`` (and ``"tile"``) giving the
+        1-based plane (tile) of every entry.
     parameters:
         Every setting of the run (task, method, preset, learning rate, seed, device, ...),
         JSON-serialisable, enough to repeat it.

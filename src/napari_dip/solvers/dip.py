@@ -102,10 +102,8 @@ class DIPSolver:
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=preset.lr)
         self.average = ExponentialAverage(preset.ema)
         self.backtracking = Backtracking()
-        self.early_stopping = EarlyStopping(
-            window=100, patience=request.patience or default_patience(self.iterations),
-            generator=self.generator
-        ) if request.early_stop else None
+        # One stopping rule: the discrepancy principle where there is a noise level, else
+        # ES-WMV (when early stopping is on).
         self.noise_sigma, self.noise_sigma_estimated = self._noise_level()
         self.discrepancy = None
         if self.noise_sigma is not None:
@@ -115,7 +113,10 @@ class DIPSolver:
             threshold = (self.noise_sigma / problem.scaling.scale) ** 2 * known
             if threshold > 0:
                 self.discrepancy = Discrepancy(threshold)
-                self.early_stopping = None
+        self.early_stopping = EarlyStopping(
+            window=100, patience=request.patience or default_patience(self.iterations),
+            generator=self.generator
+        ) if request.early_stop and self.discrepancy is None else None
         self.history: dict[str, list[float]] = {"loss": [], "variance": []}
         # Host syncs: every step on the CPU (free there); on accelerators the loss and the
         # early-stopping numbers stay on the device and reach the host every this many steps.
