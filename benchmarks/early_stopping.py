@@ -139,7 +139,7 @@ def trajectory(truth, degraded, kw, held=None) -> dict:
 def discrepancy_thresholds(degraded: np.ndarray, kw: dict) -> dict[str, float | None]:
     """The engine's discrepancy thresholds for this image: with the noise level it
     estimates (the default) and with the true one (None where it keeps ES-WMV)."""
-    from napari_dip.api import _prepare
+    from napari_dip.pipeline import build_solver
     from napari_dip.request import build_request
 
     kw = {k: v for k, v in kw.items() if k != "peak"}
@@ -149,7 +149,7 @@ def discrepancy_thresholds(degraded: np.ndarray, kw: dict) -> dict[str, float | 
         if kw.get("noise") == "poisson":
             out[name] = None
             continue
-        solver = _prepare(build_request(degraded, noise_sigma=sigma, channel_axis=channel_axis,
+        solver = build_solver(build_request(degraded, noise_sigma=sigma, channel_axis=channel_axis,
                                         device="cpu", **kw))
         out[name] = None if solver.discrepancy is None else solver.discrepancy.threshold
         out[f"sigma {name}"] = solver.noise_sigma

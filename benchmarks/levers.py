@@ -57,7 +57,7 @@ from dataclasses import replace
 import numpy as np, torch
 from skimage import data
 import napari_dip.presets as presets
-from napari_dip.api import _prepare
+from napari_dip.pipeline import build_solver
 from napari_dip.request import build_request
 
 settings, device, size = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
@@ -82,7 +82,7 @@ clean = data.camera()[256 - size // 2: 256 + size // 2,
 noisy = clean + np.random.default_rng(0).normal(0, 25 / 255, clean.shape).astype(np.float32)
 
 def solver_for(iterations, preview_every=None):
-    s = _prepare(build_request(noisy, iterations=iterations, early_stop=True, device=device,
+    s = build_solver(build_request(noisy, iterations=iterations, early_stop=True, device=device,
                                preview_every=preview_every))
     if settings.get("channels_first"):
         s.net = s.net.to(memory_format=torch.contiguous_format)

@@ -61,10 +61,10 @@ def plane(a: np.ndarray, k: int) -> np.ndarray:
 def curve(noisy2d, truth2d, device, state=None, iterations=N):
     """PSNR every EVERY steps of one 2-D run, and the final (weights, Adam state); ``state``
     = (weights, Adam state or None) to start from."""
-    from napari_dip.api import _prepare
+    from napari_dip.pipeline import build_solver
     from napari_dip.request import build_request
 
-    solver = _prepare(build_request(noisy2d, iterations=iterations, early_stop=False,
+    solver = build_solver(build_request(noisy2d, iterations=iterations, early_stop=False,
                                     preview_every=EVERY, device=device))
     if state is not None:
         solver.net.load_state_dict(state[0])
@@ -196,9 +196,9 @@ print(json.dumps({{"tiles": r.parameters["tiles"], "tile": r.parameters["tile"],
 
 
 def tiled_memory(device: str) -> list[dict]:
-    from napari_dip.drivers import part_bytes
+    from napari_dip.sizing import part_bytes
     from napari_dip.memory import gib
-    from napari_dip.stacks import build_plan
+    from napari_dip.request import build_plan
 
     rows = []
     for tile in (512,):

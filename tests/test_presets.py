@@ -58,12 +58,12 @@ def test_hole_radius():
 def test_narrow_networks_run_channels_last_and_the_paper_network_does_not():
     import torch
 
-    from napari_dip.api import _prepare
+    from napari_dip.pipeline import build_solver
     from napari_dip.request import build_request
 
     image = np.random.default_rng(0).random((32, 32), dtype=np.float32)
     for preset, channels_last in (("fast", True), ("paper", False)):
-        solver = _prepare(build_request(image, preset=preset, device="cpu"))
+        solver = build_solver(build_request(image, preset=preset, device="cpu"))
         weight = next(p for p in solver.net.parameters() if p.dim() == 4 and p.shape[-1] > 1)
         assert weight.is_contiguous(memory_format=torch.channels_last) == channels_last, preset
         assert weight.is_contiguous() != channels_last, preset

@@ -200,11 +200,11 @@ def test_parameters_record_the_run(noisy64):
 def test_batched_host_syncs_give_the_same_run(noisy64):
     """On accelerators the loop syncs with the host every few steps only; the steps, the
     early-stopping point and the result must not change (tested here on the CPU)."""
-    from napari_dip.api import _prepare
+    from napari_dip.pipeline import build_solver
     from napari_dip.request import build_request
 
     def run(sync_every):
-        solver = _prepare(build_request(noisy64[0][:48, :48], iterations=400, early_stop=40,
+        solver = build_solver(build_request(noisy64[0][:48, :48], iterations=400, early_stop=40,
                                         preview_every=50))
         solver.sync_every = sync_every
         return drain(solver.run())

@@ -6,7 +6,7 @@ import torch
 from conftest import psnr
 
 from napari_dip import restore, validate
-from napari_dip.api import _prepare
+from napari_dip.pipeline import build_solver
 from napari_dip.request import build_request
 from napari_dip.stabilisers import Discrepancy
 
@@ -53,8 +53,8 @@ def test_known_noise_level_stops_when_the_residual_reaches_it(very_noisy64):
 
 def test_noise_level_is_in_the_images_units(very_noisy64):
     noisy, _ = very_noisy64
-    unit = _prepare(build_request(noisy, noise_sigma=SIGMA))
-    grey_levels = _prepare(build_request(noisy * 255 + 10, noise_sigma=SIGMA * 255))
+    unit = build_solver(build_request(noisy, noise_sigma=SIGMA))
+    grey_levels = build_solver(build_request(noisy * 255 + 10, noise_sigma=SIGMA * 255))
     assert unit.discrepancy.threshold == pytest.approx(grey_levels.discrepancy.threshold)
     assert unit.discrepancy.threshold == pytest.approx(
         (SIGMA / float(noisy.max() - noisy.min())) ** 2)
@@ -64,7 +64,7 @@ def test_inpainting_threshold_counts_only_the_known_pixels(astronaut48):
     grey = astronaut48[..., 0]
     mask = np.zeros(grey.shape, bool)
     mask[:, :12] = True  # a quarter of the pixels to fill
-    solver = _prepare(build_request(grey, "inpaint", mask=mask, noise_sigma=0.05))
+    solver = build_solver(build_request(grey, "inpaint", mask=mask, noise_sigma=0.05))
     known = 1 - mask.mean()
     expected = (0.05 / float(grey.max() - grey.min())) ** 2 * known
     assert solver.discrepancy.threshold == pytest.approx(expected)
@@ -86,15 +86,15 @@ def test_auto_estimates_the_noise_level_when_denoising(very_noisy64):
 ])
 def test_ES_WMV_where_no_noise_level_applies(very_noisy64, kwargs):
     noisy, _ = very_noisy64
-    p = _prepare(build_request(noisy, **kwargs)).parameters()
+    p = build_solver(build_request(noisy, **kwargs)).parameters()
     assert p["stopping"] == "es-wmv" and "noise_sigma_estimated" not in p
 
 
 def test_poisson_and_no_early_stop_use_no_noise_level(very_noisy64):
     noisy, _ = very_noisy64
     counts = np.random.default_rng(0).poisson(np.clip(noisy, 0, None) * 30).astype(float)
-    assert _prepare(build_request(counts, noise="poisson")).parameters()["stopping"] == "es-wmv"
-    assert _prepare(build_request(noisy, early_stop=False)).parameters()["stopping"] is None
+    assert build_solver(build_request(counts, noise="poisson")).parameters()["stopping"] == "es-wmv"
+    assert build_solver(build_request(noisy, early_stop=False)).parameters()["stopping"] is None
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -118,12 +118,12 @@ def test_bad_noise_levels_are_refused_before_the_run(camera64, kwargs, message):
 
 
 def test_stacks_carry_the_noise_level(very_noisy64):
-    from napari_dip.api import _plan
+    from napari_dip.request import build_plan
 
     noisy, _ = very_noisy64
     stack = np.stack([noisy, noisy[::-1]])
-    plan = _plan(stack, "denoise", "dip", axes="ZYX", mode="slices", tile=None, overlap=None,
-                 warm_start=None, spacing=None, noise_sigma=SIGMA)
+    plan = build_plan(stack, "denoise", "dip", axes="ZYX", mode="slices", tile=None, overlap=None,
+                      warm_start=None, spacing=None, noise_sigma=SIGMA)
     assert plan.template.noise_sigma == SIGMA
     with pytest.raises(ValueError, match="positive number"):
         validate(stack, axes="ZYX", noise_sigma=-1.0)

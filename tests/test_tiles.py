@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import drain, psnr
 
-from napari_dip import drivers, iterate, restore
+from napari_dip import iterate, restore, sizing
 from napari_dip.memory import activation_count, estimate_bytes, largest_tile
 from napari_dip.presets import get_preset
 from napari_dip.stacks import blend_window, ramp, tile_boxes, tile_starts
@@ -109,11 +109,11 @@ def test_too_large_for_memory_is_a_clear_error_and_auto_tiles_fit(monkeypatch):
     noisy, _ = _noisy(size=256)
     from napari_dip.request import build_request
 
-    need_whole = drivers.request_bytes(build_request(noisy))
-    need_128 = drivers.request_bytes(build_request(noisy[:128, :128]))
+    need_whole = sizing.request_bytes(build_request(noisy))
+    need_128 = sizing.request_bytes(build_request(noisy[:128, :128]))
     free = int(need_128 / 0.8) + 1  # room for a 128 px tile, not for the whole image
     assert need_whole > free
-    monkeypatch.setattr(drivers, "available_bytes", lambda device: free)
+    monkeypatch.setattr(sizing, "available_bytes", lambda device: free)
     with pytest.raises(ValueError, match="needs about .* but cpu has .* free.*tile='auto'"):
         iterate(noisy)
     with pytest.raises(ValueError, match="use smaller tiles"):

@@ -74,12 +74,12 @@ def test_thick_slices_are_made_thin_along_z():
     with torch.no_grad():
         thick = op(torch.as_tensor(clean[None, None], dtype=torch.float32))[0, 0].numpy()
     np.testing.assert_allclose(thick, clean.reshape(4, 2, 32, 32).mean(axis=1), atol=1e-6)
-    from napari_dip.api import _prepare
-    from napari_dip.stacks import build_plan
+    from napari_dip.pipeline import build_solver
+    from napari_dip.request import build_plan
 
     plan = build_plan(thick, task="super_resolution", factor=2, axes="ZYX", mode="volume")
     part, _ = plan.part((), None)
-    solver = _prepare(part)
+    solver = build_solver(part)
     assert isinstance(solver.problem.operator, DownsampleZ)
     assert solver.problem.estimate_shape == (1, 1, 8, 64, 64)  # Z x2; Y, X padded only
     assert solver.z.shape == (1, 16, 8, 64, 64)

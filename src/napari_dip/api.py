@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
-
 from .records import Result, Step
-from .request import Request, build_request
+from .request import build_plan
 
 _DOC_ARGS = """
     Parameters
@@ -93,34 +92,8 @@ _DOC_ARGS = """
 """
 
 
-def _prepare(request: Request, check_memory: bool = False):
-    """Device, preset, problem and solver for a validated request (imports torch). With
-    ``check_memory``, a ValueError first if the run will not fit the device's memory."""
-    from .devices import resolve_device
-    from .presets import get_preset
-    from .problem import build_problem, largest_hole_radius
-
-    device = resolve_device(request.device)
-    if check_memory:
-        from .drivers import check_request_memory
-
-        check_request_memory(request, device)
-    hole_radius = largest_hole_radius(request.mask) if request.mask is not None else 0.0
-    preset = get_preset(request.preset, request.task, factor=request.factor,
-                        hole_radius=hole_radius)
-    if preset.input_kind == "image" and request.flash is None:
-        raise ValueError("this preset feeds an image to the network but none was given")
-    problem = build_problem(request, preset.network, device)
-    if request.method == "deepred":
-        from .solvers.deepred import DeepREDSolver as solver_class
-    else:
-        from .solvers.dip import DIPSolver as solver_class
-    return solver_class(request, problem, preset, device)
-
-
-def iterate(image, task: str = "denoise", method: str = "dip", *, axes: str | None = None,
-            mode: str | None = None, tile=None, overlap: int | None = None, warm_start=None,
-            spacing=None, **kwargs) -> Generator[Step, None, Result]:
+def iterate(image, task: str = "denoise", method: str = "dip", **kwargs
+            ) -> Generator[Step, None, Result]:
     """Run a restoration step by step.
 
     Validates every argument at once (raising ValueError before any work), then returns a
@@ -133,69 +106,16 @@ def iterate(image, task: str = "denoise", method: str = "dip", *, axes: str | No
     whole run is (``step.run_iteration`` of ``step.run_total``); a step's preview is its
     part's estimate and ``step.region`` where it goes in the result.
     """
-    if axes is None and mode is None and tile is None and overlap is None:
-        request = build_request(image, task, method, **kwargs)
-        solver = _prepare(request, check_memory=True)
-        return solver.run()
-    return _iterate_parts(image, task, method, axes=axes, mode=mode, tile=tile,
-                          overlap=overlap, warm_start=warm_start, spacing=spacing, **kwargs)
+    from .drivers import run
+
+    return run(build_plan(image, task, method, **kwargs))
 
 
-def _plan(image, task, method, *, axes, mode, tile, overlap, warm_start, spacing, **kwargs):
-    """The checked plan of a multi-part run (torch-free; see :mod:`napari_dip.stacks`)."""
-    from .request import check_array
-    from .stacks import axes_from_channel_axis, build_plan
-
-    channel_axis = kwargs.pop("channel_axis", None)
-    if axes is None:
-        if mode is not None:
-            raise ValueError(f"mode={mode!r} needs axes= naming the image's axes, e.g. "
-                             "axes='ZYX' for a Z-stack or axes='TYX' for a time series")
-        raw = check_array(image, "image")
-        axes = axes_from_channel_axis(raw.ndim, channel_axis)
-        if not axes:  # not a 2-D image: let the single-image checks say why
-            build_request(image, task, method, channel_axis=channel_axis, **kwargs)
-            raise ValueError(f"image has shape {raw.shape}; name its axes with axes=")
-    elif channel_axis is not None:
-        raise ValueError("give either axes= (with a 'C' for the channel axis) or "
-                         "channel_axis=, not both")
-    return build_plan(image, task, method, axes=axes, mode=mode, tile=tile, overlap=overlap,
-                      warm_start=warm_start, spacing=spacing, **kwargs)
-
-
-def _iterate_parts(image, task, method, **kwargs):
-    """Stacks, volumes and tiles (see :mod:`napari_dip.drivers`)."""
-    import numpy as np
-
-    from .devices import resolve_device
-    from .drivers import plan_tiles, run_plan
-
-    plan = _plan(image, task, method, **kwargs)
-    device = resolve_device(plan.template.device)
-    plan_tiles(plan, device)
-    layout = plan.layout
-    if not layout.iterated and plan.boxes is None and not layout.volume:
-        # one 2-D image after all: the single-image pipeline
-        single = {k: v for k, v in kwargs.items()
-                  if k not in ("axes", "mode", "tile", "overlap", "warm_start", "spacing",
-                               "channel_axis")}
-        request = build_request(np.asarray(image), task, method, channel_axis=layout.channel,
-                                **single)
-        return _prepare(request).run()
-    return run_plan(plan)
-
-
-def validate(image, task: str = "denoise", method: str = "dip", *, axes: str | None = None,
-             mode: str | None = None, tile=None, overlap: int | None = None, warm_start=None,
-             spacing=None, **kwargs) -> None:
+def validate(image, task: str = "denoise", method: str = "dip", **kwargs) -> None:
     """Make every check :func:`iterate` makes on the arguments, without starting a run and
     without torch: raises the same ValueError. (The device and its memory are checked when
     the run starts.)"""
-    if axes is None and mode is None and tile is None and overlap is None:
-        build_request(image, task, method, **kwargs)
-    else:
-        _plan(image, task, method, axes=axes, mode=mode, tile=tile, overlap=overlap,
-              warm_start=warm_start, spacing=spacing, **kwargs)
+    build_plan(image, task, method, **kwargs)
 
 
 def restore(image, task: str = "denoise", method: str = "dip", **kwargs) -> Result:
@@ -204,12 +124,9 @@ def restore(image, task: str = "denoise", method: str = "dip", **kwargs) -> Resu
     ``result.image`` is float32 in the input's value range, same shape and axis order as the
     input (Y and X multiplied by ``factor`` for super-resolution; Z in ``mode="volume"``).
     """
-    steps = iterate(image, task, method, **kwargs)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            return stop.value
+    from .drivers import drain
+
+    return drain(iterate(image, task, method, **kwargs))
 
 
 iterate.__doc__ += _DOC_ARGS

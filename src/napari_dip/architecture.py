@@ -3,6 +3,7 @@ checking import without torch). The network itself is in :mod:`napari_dip.networ
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 
@@ -68,3 +69,36 @@ def z_strides(config: NetworkConfig, depth: int, spacing: tuple[float, float] | 
             strides.append(1)
         syx *= 2
     return tuple(strides)
+
+
+def padded_length(size: int, factor: int, multiple: int, minimum: int) -> int:
+    """Measurement-side length after padding so that ``length * factor`` is a multiple of
+    ``multiple`` and at least ``minimum``."""
+    m = multiple
+    target = max(math.ceil(size * factor / m) * m, minimum)
+    target = math.ceil(target / (m * factor)) * m * factor if target % factor else target
+    return target // factor
+
+
+def padded_size(size: int, factor: int, config: NetworkConfig) -> int:
+    """Measurement-side length after padding so that ``length * factor`` suits the network."""
+    return padded_length(size, factor, config.size_multiple, config.min_size)
+
+
+def padded_layout(spatial: tuple[int, ...], factor: int, z_factor: int,
+                  spacing: tuple[float, float, float] | None, config: NetworkConfig
+                  ) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+    """(padded measurement shape, the 3-D network's Z strides or None) of a part whose
+    measurement has the spatial shape ``spatial`` ((H, W) or (D, H, W)). The problem pads
+    to this shape and the memory estimate counts it, so both use this one function."""
+    padded = [padded_size(n, factor, config) for n in spatial[-2:]]
+    strides = None
+    if len(spatial) == 3:
+        voxel = None
+        if spacing is not None:
+            sz, sy, sx = spacing
+            voxel = (sz / z_factor, min(sy, sx))  # the estimate's voxel size
+        strides = z_strides(config, spatial[0] * z_factor, voxel)
+        multiple = 2 ** sum(1 for st in strides if st == 2)
+        padded.insert(0, padded_length(spatial[0], z_factor, multiple, multiple))
+    return tuple(padded), strides

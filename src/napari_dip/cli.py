@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from .denoisers import DENOISERS
-from .request import METHODS, NOISE_MODELS, SR_FACTORS, TASKS
+from .methods import METHODS
+from .request import SR_FACTORS
+from .tasks import NOISE_MODELS, TASKS
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,151 +1,69 @@
-"""Drivers for runs made of parts: the planes of a stack (``mode="slices"``), the time points
-of a series of volumes (``mode="volume"``) and the tiles of a large plane (``tile=``).
+"""Running a validated :class:`~napari_dip.plan.Plan`: a single image, or the parts of a run
+(the planes of a stack with ``mode="slices"``, the time points of a series of volumes, the
+tiles of a large plane) one after the other.
 
-Every part goes through the same pipeline as a single image (request -> problem -> solver
-loop -> steps); the driver re-labels the steps (plane k of n, tile j of m, iterations over
-the whole run), carries the network weights and the optimiser's state from one part to
-the next (warm start), and
-stitches the parts' results: planes go to their place, tiles are blended with smooth
-weights (:func:`napari_dip.stacks.blend_window`) so no seam is left at their borders.
+Every part goes through the same pipeline as a single image
+(:func:`napari_dip.pipeline.build_solver`); the part runner re-labels its steps (plane k of
+n, tile j of m, iterations over the whole run) and carries the network weights and the
+optimiser's state from one part to the next (warm start, through ``solver.state()`` and
+``solver.load_state()``); :class:`~napari_dip.stitching.Stitcher` puts the results together.
 
 Imports torch (through the solvers) when a run starts.
 """
 
 from __future__ import annotations
 
-import copy
-import math
 import time
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from .memory import USABLE_FRACTION, available_bytes, estimate_bytes, gib, largest_tile
-from .problem import padded_length, padded_size
+from .devices import resolve_device
+from .pipeline import build_solver
+from .plan import Plan
+from .problem import to_output
 from .records import Result, Step
-from .request import Request
-from .stacks import MIN_TILE, WARM_FRACTION, Plan, blend_window, set_tiles
-
-
-# -- memory -------------------------------------------------------------------------------
-def part_bytes(template: Request, spatial: tuple[int, ...], channels: int,
-               guide_channels: int = 0) -> int:
-    """Estimated bytes to restore one part of input size ``spatial`` ((H, W) or (D, H, W))
-    with ``channels`` channels under ``template``'s settings."""
-    from .architecture import z_strides
-    from .presets import get_preset
-
-    factor = template.z_factor if len(spatial) == 3 else template.factor
-    preset = get_preset(template.preset, template.task, factor=factor)
-    config = preset.network
-    f = template.factor
-    shape = [padded_size(n, f, config) * f for n in spatial[-2:]]
-    strides = None
-    if len(spatial) == 3:
-        fz = template.z_factor
-        spacing = None
-        if template.spacing is not None:
-            spacing = (template.spacing[0] / fz, min(template.spacing[1:]))
-        strides = z_strides(config, spatial[0] * fz, spacing)
-        multiple = 2 ** sum(1 for s in strides if s == 2)
-        shape.insert(0, padded_length(spatial[0], fz, multiple, multiple) * fz)
-    if preset.input_kind == "image":
-        in_channels = guide_channels or channels
-    elif preset.input_kind == "meshgrid":
-        in_channels = len(spatial)
-    else:
-        in_channels = preset.input_channels
-    measured = channels * math.prod(spatial) * (3 if template.task == "inpaint" else 2)
-    return estimate_bytes(config, in_channels, channels, tuple(shape), strides, measured)
-
-
-def check_memory(need: int, device, what: str, advice: str) -> None:
-    """ValueError if ``need`` bytes will not fit the memory ``device`` has free now."""
-    free = available_bytes(device)
-    if free is not None and need > USABLE_FRACTION * free:
-        raise ValueError(f"restoring {what} needs about {gib(need)} but {device} has "
-                         f"{gib(free)} free; {advice}")
-
-
-def request_bytes(request: Request) -> int:
-    """Estimated bytes of a single-part run."""
-    guide = 0 if request.flash is None else request.flash.shape[0]
-    return part_bytes(request, tuple(request.spatial_shape), request.image.shape[0], guide)
-
-
-def check_request_memory(request: Request, device) -> None:
-    """The memory check of a single image: suggests tiling when it does not fit."""
-    spatial = "x".join(map(str, request.spatial_shape))
-    check_memory(request_bytes(request), device, f"a {spatial} image with the "
-                 f"{request.preset!r} preset",
-                 "split it into tiles with tile='auto' (the largest that fits) or e.g. "
-                 "tile=512, or use a device with more memory")
-
-
-def plan_tiles(plan: Plan, device) -> Plan:
-    """Decide the tiles (``tile='auto'``: none if the whole plane fits, else the largest
-    that does) and check that a part fits the device's memory (ValueError if not)."""
-    t = plan.template
-    channels = plan.image.shape[len(plan.layout.iterated)]
-    guide = 0 if plan.flash is None else plan.flash.shape[len(plan.layout.iterated)]
-    spatial = tuple(plan.image.shape[len(plan.layout.iterated) + 1:])
-
-    def need(shape):
-        return part_bytes(t, shape, channels, guide)
-
-    if plan.layout.volume:
-        set_tiles(plan, None)
-        check_memory(need(spatial), device,
-                     f"a {'x'.join(map(str, spatial))} volume with the {t.preset!r} preset",
-                     "restore it plane by plane (mode='slices'), crop it, or use a device "
-                     "with more memory")
-        return plan
-    h, w = spatial
-    if plan.tile == "auto":
-        free = available_bytes(device)
-        budget = None if free is None else USABLE_FRACTION * free
-        if budget is None or need((h, w)) <= budget:
-            set_tiles(plan, None)
-        else:
-            from .presets import get_preset
-
-            config = get_preset(t.preset, t.task, factor=t.factor).network
-            side = largest_tile(lambda s: need((s, s)), budget, config.size_multiple,
-                                MIN_TILE, max(h, w))
-            if side is None:
-                raise ValueError(
-                    f"not even a {MIN_TILE}x{MIN_TILE} tile fits the {gib(free)} free on "
-                    f"{device} with the {t.preset!r} preset; free some memory or use the "
-                    "'fast' preset")
-            set_tiles(plan, side)
-    else:
-        set_tiles(plan, plan.tile)
-    if plan.boxes is None:
-        check_memory(need((h, w)), device,
-                     f"a {h}x{w} plane with the {t.preset!r} preset",
-                     "split it into tiles with tile='auto' (the largest that fits) or e.g. "
-                     "tile=512, or use a device with more memory")
-    else:
-        side = plan.tile
-        check_memory(need((min(side, h), min(side, w))), device,
-                     f"{side}x{side} tiles with the {t.preset!r} preset",
-                     "use smaller tiles (tile='auto' picks the largest that fits)")
-    return plan
-
-
-# -- running ------------------------------------------------------------------------------
-def _signature(solver) -> tuple:
-    """What must match for one part's weights to load into the next part's network."""
-    return (solver.preset.network, tuple(solver.z.shape[:2]), solver.problem.channels,
-            solver.problem.z_strides)
-
+from .sizing import plan_tiles
+from .stacks import WARM_FRACTION
+from .stitching import Stitcher
+from .tasks import TASKS
 
 #: Steps averaged when comparing a part's loss with the first part's (the loss of single
 #: steps scatters with the input perturbation).
 LOSS_WINDOW = 20
+
+
+def drain(steps: Generator, each: Callable[[Any], None] | None = None):
+    """Run a step generator to its end, calling ``each(step)`` on every step; returns what
+    the generator returns (the :class:`~napari_dip.records.Result`). The generator is
+    closed however this ends (an exception in ``each`` cancels the run)."""
+    try:
+        while True:
+            try:
+                step = next(steps)
+            except StopIteration as stop:
+                return stop.value
+            if each is not None:
+                each(step)
+    finally:
+        steps.close()
+
+
+def run(plan: Plan) -> Generator[Step, None, Result]:
+    """The steps of ``plan``'s run (validated by :func:`napari_dip.request.build_plan`).
+
+    The device is resolved and the memory checked (tiles decided for ``tile="auto"``) now,
+    before the first step; the returned generator runs the parts."""
+    device = resolve_device(plan.template.device)
+    if plan.single and plan.tile is None:
+        return build_solver(plan.single_request(), device, check_memory=True).run()
+    plan_tiles(plan, device)
+    if plan.single:  # tile="auto" and the whole image fits
+        return build_solver(plan.single_request(), device).run()
+    return run_parts(plan, device)
 
 
 def fitted_loss(result: Result) -> float:
@@ -154,14 +72,12 @@ def fitted_loss(result: Result) -> float:
     return float(np.mean(losses[-LOSS_WINDOW:]))
 
 
-def _run_part(solver, stop_loss: float | None, relabel) -> Generator[Step, None, Result]:
+def run_part(solver, stop_loss: float | None, relabel) -> Generator[Step, None, Result]:
     """Run one part's solver, yielding relabelled steps. With ``stop_loss`` (adaptive warm
     start) the part ends as soon as its mean loss over LOSS_WINDOW steps comes down to
     ``stop_loss``, the fit the first part ended with: a network that starts from its
     neighbour's weights gets there in a fraction of the steps, and going on would fit the
     noise further than the first part did."""
-    from .problem import to_output
-
     steps = solver.run()
     recent: deque[float] = deque(maxlen=LOSS_WINDOW)
     try:
@@ -185,151 +101,154 @@ def _run_part(solver, stop_loss: float | None, relabel) -> Generator[Step, None,
         steps.close()
 
 
-def run_plan(plan: Plan) -> Generator[Step, None, Result]:
+class _Schedule:
+    """The planned total of a run's iterations, corrected as parts end (for progress)."""
+
+    def __init__(self, plan: Plan):
+        self.warm_limit = plan.warm_iterations  # the limit of a warm part (None: all cold)
+        self.cold = plan.cold_iterations
+        # what a warm part is expected to take
+        self.expected = self.warm_limit if not plan.adaptive \
+            else max(1, round(self.cold * WARM_FRACTION))
+        parts = len(plan.planes) * plan.parts_per_plane
+        self.planned = self.cold + (parts - 1) * (self.expected if self.warm_limit is not None
+                                                  else self.cold)
+        self.done = 0  # steps run so far
+        self.kept = 0  # sum of the parts' kept iterations
+
+    def part_budget(self, warm: bool) -> int:
+        return self.expected if warm and self.warm_limit is not None else self.cold
+
+    def skipped(self, budget: int) -> None:
+        self.planned -= budget
+
+    def ended(self, budget: int, result: Result) -> None:
+        self.done += result.iterations
+        self.kept += result.stopped_at
+        self.planned -= budget - result.iterations
+
+
+def _part_record(plan_number: int, index, tile: int, box, skipped) -> dict[str, Any]:
+    return {
+        "plane": plan_number, "index": list(index), "tile": tile,
+        "box": None if box is None else [[box[0].start, box[0].stop],
+                                         [box[1].start, box[1].stop]],
+        "iterations": 0, "stopped_at": 0, "elapsed": 0.0, "warm": False, "skipped": skipped,
+    }
+
+
+class _PartRunner:
+    """Runs the parts of a plan in turn, carrying the warm-start state between them."""
+
+    def __init__(self, plan: Plan, device):
+        self.plan, self.device = plan, device
+        self.schedule = _Schedule(plan)
+        self.stitcher = Stitcher(plan)
+        self.state = self.signature = None  # the last part's solver state (warm start)
+        self.target: float | None = None  # the loss the first part was fitted to
+        self.history: dict[str, list[float]] = {}
+        self.records: list[dict[str, Any]] = []
+        self.parameters: dict[str, Any] | None = None
+        self.start = time.perf_counter()
+
+    def _solver(self, request, budget: int):
+        """(solver, warm?, budget): warm-started from the last part where the networks
+        match, else cold with the full iteration limit."""
+        plan = self.plan
+        warm = self.state is not None and plan.warm_iterations is not None
+        if warm:
+            request = replace(request, iterations=plan.warm_iterations)
+        solver = build_solver(request, self.device)
+        if warm and solver.signature() != self.signature:
+            # a different network (e.g. another inpainting setting): start cold
+            warm = False
+            solver.close()
+            solver = build_solver(replace(request, iterations=plan.template.iterations),
+                                  self.device)
+            self.schedule.planned += solver.iterations - budget
+            budget = solver.iterations
+        if warm:
+            solver.load_state(self.state)
+        return solver, warm, budget
+
+    def _relabel(self, p: int, t: int, index, box):
+        planes, tiles = len(self.plan.planes), self.plan.parts_per_plane
+        schedule, stitcher = self.schedule, self.stitcher
+
+        def relabel(step: Step) -> Step:
+            preview = None if step.preview is None else stitcher.to_remaining(step.preview)
+            return replace(
+                step, preview=preview, plane=p, planes=planes, tile=t, tiles=tiles,
+                index=index, run_iteration=schedule.done + step.iteration,
+                run_total=max(schedule.planned, schedule.done + step.iteration),
+                run_elapsed=time.perf_counter() - self.start,
+                region=stitcher.region(index, box) if preview is not None else None)
+
+        return relabel
+
+    def part(self, p: int, t: int, index, box, value_range) -> Generator[Step, None, None]:
+        """Restore one part (or skip it) and put its result in place."""
+        plan, schedule = self.plan, self.schedule
+        budget = schedule.part_budget(self.state is not None)
+        request, skipped = plan.part(index, box, value_range)
+        record = _part_record(p, index, t, box, skipped)
+        self.records.append(record)
+        if request is None:
+            schedule.skipped(budget)
+            self.stitcher.put(index, box, plan.skipped_output(index, box, skipped))
+            return
+        solver, warm, budget = self._solver(request, budget)
+        record["warm"] = warm
+        stop_loss = self.target if warm and plan.adaptive else None
+        result = yield from run_part(solver, stop_loss, self._relabel(p, t, index, box))
+        if self.target is None and plan.adaptive:
+            self.target = fitted_loss(result)
+        schedule.ended(budget, result)
+        self.state, self.signature = solver.state(), solver.signature()
+        del solver
+        record.update(iterations=result.iterations, stopped_at=result.stopped_at,
+                      elapsed=round(result.elapsed, 3))
+        self._add_history(result, p, t)
+        if self.parameters is None:
+            self.parameters = dict(result.parameters)
+        self.stitcher.put(index, box, result.image)  # (C, *spatial): parts run channels first
+
+    def _add_history(self, result: Result, p: int, t: int) -> None:
+        n = len(result.history.get("loss", []))
+        for key, values in result.history.items():
+            self.history.setdefault(key, []).extend(values)
+        self.history.setdefault("plane", []).extend([p] * n)
+        if self.plan.parts_per_plane > 1:
+            self.history.setdefault("tile", []).extend([t] * n)
+
+    def result(self) -> Result:
+        plan = self.plan
+        t = plan.template
+        parameters = self.parameters
+        if parameters is None:  # every part was constant or had no holes
+            parameters = {"task": t.task, "method": t.method, "preset": t.preset,
+                          "iterations": plan.cold_iterations, "early_stop": t.early_stop,
+                          "seed": t.seed, "noise": t.noise}
+        parameters.update(plan.settings())
+        parameters.update(input_shape=list(plan.input_shape), input_dtype=plan.input_dtype,
+                          channel_axis=None, iterations=plan.cold_iterations)
+        if TASKS[t.task].needs("factor"):
+            parameters["factor"] = t.z_factor if plan.layout.volume else t.factor
+            parameters["factor_axes"] = "Z" if plan.layout.volume else "YX"
+        return Result(image=self.stitcher.image, iterations=self.schedule.done,
+                      stopped_at=self.schedule.kept, history=self.history,
+                      parameters=parameters, elapsed=time.perf_counter() - self.start,
+                      parts=self.records)
+
+
+def run_parts(plan: Plan, device) -> Generator[Step, None, Result]:
     """Restore every part of ``plan`` in turn; yields relabelled :class:`Step` s and returns
     the stitched :class:`Result`. Closing the generator cancels the run."""
-    from .api import _prepare
-
-    layout = plan.layout
-    n_iter = len(layout.iterated)
-    out = np.empty(plan.output_shape, dtype=np.float32)
-    order = layout.iterated + ((layout.channel,) if layout.channel is not None else ()) \
-        + layout.spatial
-    out_c = np.transpose(out, order)  # a view: writing to it fills ``out``
-    if layout.channel is None:
-        out_c = np.expand_dims(out_c, n_iter)
-    source = layout.part_axes
-    perm = [source.index(ax) for ax in layout.remaining]
-    factors = plan.factors
-
-    def to_remaining(part: np.ndarray) -> np.ndarray:
-        """(C, *spatial) -> the part's axes in input order (no C axis for grey data)."""
-        if layout.channel is None:
-            part = part[0]
-        return np.ascontiguousarray(np.transpose(part, perm))
-
-    def region(index, box) -> tuple:
-        where: list[Any] = [slice(None)] * len(layout.axes)
-        for ax, i in zip(layout.iterated, index):
-            where[ax] = i
-        if box is not None:
-            f = factors[-1]
-            for ax, s in zip(layout.spatial[-2:], box):
-                where[ax] = slice(s.start * f, s.stop * f)
-        return tuple(where)
-
-    planes, tiles = len(plan.planes), plan.parts_per_plane
-    n_parts = planes * tiles
-    warm_iters = plan.warm_iterations  # the limit of a warm part (None: no warm start)
-    cold = plan.cold_iterations
-    # what a warm part is expected to take, for the planned total (corrected as parts end)
-    expected = warm_iters if not plan.adaptive else max(1, round(cold * WARM_FRACTION))
-    planned = cold + (n_parts - 1) * (expected if warm_iters is not None else cold)
-    target: float | None = None  # the loss the first part was fitted to (adaptive warm start)
-    history: dict[str, list[float]] = {}
-    records: list[dict[str, Any]] = []
-    parameters: dict[str, Any] | None = None
-    state = signature = None
-    done = 0
-    kept = 0
-    start = time.perf_counter()
-    number = 0
+    runner = _PartRunner(plan, device)
     for p, index in enumerate(plan.planes, 1):
-        if plan.boxes is not None:
-            value_range = plan.plane_range(index)
-            h, w = plan.image.shape[-2:]
-            f = factors[-1]
-            acc = np.zeros((plan.image.shape[n_iter], h * f, w * f))
-            weight = np.zeros((h * f, w * f))
+        value_range = plan.plane_range(index) if plan.boxes is not None else None
+        runner.stitcher.begin_plane(index)
         for t, box in enumerate(plan.boxes or [None], 1):
-            number += 1
-            part_planned = cold if (state is None or warm_iters is None) else expected
-            request, skipped = plan.part(index, box, value_range if box is not None else None)
-            record: dict[str, Any] = {
-                "plane": p, "index": list(index), "tile": t,
-                "box": None if box is None else [[box[0].start, box[0].stop],
-                                                 [box[1].start, box[1].stop]],
-                "iterations": 0, "stopped_at": 0, "elapsed": 0.0, "warm": False,
-                "skipped": skipped,
-            }
-            if request is None:
-                part = plan.skipped_output(index, box, skipped)
-                planned -= part_planned
-            else:
-                warm = state is not None and warm_iters is not None
-                if warm:
-                    request = replace(request, iterations=warm_iters)
-                solver = _prepare(request)
-                if warm and _signature(solver) != signature:
-                    # a different network (e.g. another inpainting setting): start cold
-                    warm = False
-                    solver.close()
-                    solver = _prepare(replace(request, iterations=plan.template.iterations))
-                    planned += solver.iterations - part_planned
-                    part_planned = solver.iterations
-                if warm:
-                    # the weights and Adam's moments: with fresh moments the first steps
-                    # jolt every weight by about the learning rate (measured: the PSNR drops
-                    # by 2-5 dB before it recovers; benchmarks/results/stacks.md)
-                    solver.net.load_state_dict(state[0])
-                    solver.optimizer.load_state_dict(state[1])
-                record["warm"] = warm
-
-                def relabel(step, p=p, t=t, index=index, box=box):
-                    preview = None if step.preview is None else to_remaining(step.preview)
-                    return replace(
-                        step, preview=preview, plane=p, planes=planes, tile=t, tiles=tiles,
-                        index=index, run_iteration=done + step.iteration,
-                        run_total=max(planned, done + step.iteration),
-                        run_elapsed=time.perf_counter() - start,
-                        region=region(index, box) if preview is not None else None)
-
-                stop_loss = target if warm and plan.adaptive else None
-                result = yield from _run_part(solver, stop_loss, relabel)
-                if target is None and plan.adaptive:
-                    target = fitted_loss(result)
-                done += result.iterations
-                kept += result.stopped_at
-                planned -= part_planned - result.iterations
-                state = ({k: v.detach().clone() for k, v in solver.net.state_dict().items()},
-                         copy.deepcopy(solver.optimizer.state_dict()))
-                signature = _signature(solver)
-                del solver
-                record.update(iterations=result.iterations, stopped_at=result.stopped_at,
-                              elapsed=round(result.elapsed, 3))
-                n = len(result.history.get("loss", []))
-                for key, values in result.history.items():
-                    history.setdefault(key, []).extend(values)
-                history.setdefault("plane", []).extend([p] * n)
-                if tiles > 1:
-                    history.setdefault("tile", []).extend([t] * n)
-                if parameters is None:
-                    parameters = dict(result.parameters)
-                part = result.image  # (C, *spatial): parts run with channel_axis=0
-            records.append(record)
-            if box is None:
-                out_c[index] = part
-            else:
-                f = factors[-1]
-                win = blend_window(box, (h, w), plan.overlap, f)
-                ys = slice(box[0].start * f, box[0].stop * f)
-                xs = slice(box[1].start * f, box[1].stop * f)
-                acc[:, ys, xs] += part * win
-                weight[ys, xs] += win
-        if plan.boxes is not None:
-            out_c[index] = acc / weight
-
-    elapsed = time.perf_counter() - start
-    if parameters is None:  # every part was constant or had no holes
-        t = plan.template
-        parameters = {"task": t.task, "method": t.method, "preset": t.preset,
-                      "iterations": cold, "early_stop": t.early_stop, "seed": t.seed,
-                      "noise": t.noise}
-    parameters.update(plan.settings())
-    parameters.update(input_shape=list(plan.input_shape), input_dtype=plan.input_dtype,
-                      channel_axis=None, iterations=cold)
-    if plan.template.task == "super_resolution":
-        parameters["factor"] = plan.template.z_factor if layout.volume else plan.template.factor
-        parameters["factor_axes"] = "Z" if layout.volume else "YX"
-    return Result(image=out, iterations=done, stopped_at=kept, history=history,
-                  parameters=parameters, elapsed=elapsed, parts=records)
+            yield from runner.part(p, t, index, box, value_range)
+        runner.stitcher.end_plane(index)
+    return runner.result()

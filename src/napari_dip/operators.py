@@ -1,8 +1,14 @@
 """Degradation operators ``A``: each maps an estimate ``x`` of shape (N, C, H, W) to what the
 measurement ``y`` would look like (volumes: (N, C, D, H, W) for :class:`Identity`,
-:class:`Mask` and :class:`DownsampleZ`). The same objects make synthetic test degradations.
+:class:`Mask` and :class:`DownsampleZ`), and back with its adjoint ``Aᵀ``. The same objects
+make synthetic test degradations.
 
-All operators work on torch tensors of normalised intensities, on any device.
+Each operator is a small :class:`torch.nn.Module`: its tensors are registered buffers, so
+``.to(device)`` moves them; ``A(x)`` (or calling it) applies the degradation,
+``A_adjoint(y)`` its adjoint (for initial estimates such as ``Aᵀy``), and
+``measurement_shape(shape)`` the size of ``A(x)`` for an estimate of ``shape``. All work on
+torch tensors of normalised intensities, on any device. Which task uses which operator is
+declared in :mod:`napari_dip.tasks`.
 """
 
 from __future__ import annotations
@@ -14,24 +20,40 @@ import torch.nn.functional as F
 from .kernels import blur_kernel, lanczos2_taps
 
 
-class Operator:
-    """Base class: ``A(x)`` applies the degradation; ``scale`` is the output/input size ratio."""
+class Operator(torch.nn.Module):
+    """A linear degradation. Subclasses implement :meth:`A`; :meth:`A_adjoint` defaults to
+    the exact adjoint of that linear map by automatic differentiation (the vector-Jacobian
+    product of ``A`` at any point), which subclasses may replace with a closed form."""
 
-    #: How many times larger the estimate is than the measurement (super-resolution factor).
+    #: How many times larger the estimate is than the measurement in Y and X.
     factor: int = 1
+    #: ... and along Z (volumes).
+    z_factor: int = 1
 
     def A(self, x: torch.Tensor) -> torch.Tensor:  # noqa: N802 (operator notation)
         raise NotImplementedError
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.A(x)
 
-    def to(self, device: torch.device) -> "Operator":
-        """Move the operator's tensors to ``device`` (returns self)."""
-        for name, value in vars(self).items():
-            if isinstance(value, torch.Tensor):
-                setattr(self, name, value.to(device))
-        return self
+    def measurement_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of ``A(x)`` for an estimate ``x`` of ``shape`` (N, C, *spatial)."""
+        n, c, *spatial = shape
+        factors = ((self.z_factor,) if len(spatial) == 3 else ()) + (self.factor, self.factor)
+        return (n, c, *(s // f for s, f in zip(spatial, factors, strict=True)))
+
+    def estimate_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of an estimate whose measurement has ``shape``."""
+        n, c, *spatial = shape
+        factors = ((self.z_factor,) if len(spatial) == 3 else ()) + (self.factor, self.factor)
+        return (n, c, *(s * f for s, f in zip(spatial, factors, strict=True)))
+
+    def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:  # noqa: N802
+        x = torch.zeros(self.estimate_shape(tuple(y.shape)), dtype=y.dtype, device=y.device)
+        with torch.enable_grad():
+            x.requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.A(x), x, grad_outputs=y)
+        return grad
 
 
 class Identity(Operator):
@@ -40,36 +62,47 @@ class Identity(Operator):
     def A(self, x):  # noqa: N802
         return x
 
+    def A_adjoint(self, y):  # noqa: N802
+        return y
+
 
 class Mask(Operator):
-    """Inpainting: ``A(x) = m * x`` with ``m`` = 1 at known pixels, 0 in the holes.
+    """Inpainting: ``A(x) = m * x`` with ``m`` = 1 at known pixels, 0 in the holes (self-
+    adjoint).
 
     ``known`` is a (H, W) or (1, 1, H, W) array or tensor, nonzero where the pixel is known;
     for volumes a (D, H, W) one with ``spatial_dims=3``.
     """
 
     def __init__(self, known, spatial_dims: int = 2):
+        super().__init__()
         m = torch.as_tensor(np.asarray(known) != 0 if not torch.is_tensor(known) else known != 0)
         while m.ndim < 2 + spatial_dims:
             m = m.unsqueeze(0)
-        self.known = m.to(torch.float32)
+        self.register_buffer("known", m.to(torch.float32))
 
     def A(self, x):  # noqa: N802
         return x * self.known
+
+    def A_adjoint(self, y):  # noqa: N802
+        return y * self.known
 
 
 class Downsample(Operator):
     """Super-resolution: separable Lanczos-2 anti-aliasing then decimation by ``factor``.
 
     Works on (N, C, H*factor, W*factor) inputs and returns (N, C, H, W). The border is
-    replicate-padded so every output pixel sees a full kernel.
+    replicate-padded so every output pixel sees a full kernel. The adjoint (spreading each
+    measured pixel back over its taps, folding the padding onto the border) is taken by
+    automatic differentiation.
     """
 
     def __init__(self, factor: int):
+        super().__init__()
         self.factor = int(factor)
-        taps = torch.as_tensor(lanczos2_taps(self.factor), dtype=torch.float32)
-        self.taps = taps
-        self._pad = (taps.numel() - self.factor) // 2
+        self.register_buffer("taps", torch.as_tensor(lanczos2_taps(self.factor),
+                                                     dtype=torch.float32))
+        self._pad = (self.taps.numel() - self.factor) // 2
 
     def A(self, x):  # noqa: N802
         n, c, h, w = x.shape
@@ -86,27 +119,36 @@ class Blur(Operator):
 
     ``kernel`` is ``"gaussian"`` (25x25, sigma 1.6), ``"uniform"`` (9x9) or a 2-D array.
     This is a true convolution (the kernel is flipped), matching
-    ``scipy.ndimage.convolve(x, kernel, mode="wrap")`` for odd kernel sizes.
+    ``scipy.ndimage.convolve(x, kernel, mode="wrap")`` for odd kernel sizes. Its adjoint is
+    the circular correlation with the same kernel.
     """
 
     def __init__(self, kernel):
+        super().__init__()
         k = blur_kernel(kernel)
-        self.kernel = torch.as_tensor(k[::-1, ::-1].copy(), dtype=torch.float32)
+        self.register_buffer("kernel", torch.as_tensor(k[::-1, ::-1].copy(),
+                                                       dtype=torch.float32))
 
     @property
     def size(self) -> tuple[int, int]:
         return tuple(self.kernel.shape)
 
-    def A(self, x):  # noqa: N802
+    def _circular(self, x: torch.Tensor, weight: torch.Tensor, before: tuple[int, int]):
         n, c, h, w = x.shape
+        kh, kw = weight.shape
+        top, left = before
+        xp = F.pad(x.reshape(n * c, 1, h, w), (left, kw - 1 - left, top, kh - 1 - top),
+                   mode="circular")
+        return F.conv2d(xp, weight.to(dtype=x.dtype).view(1, 1, kh, kw)).reshape(n, c, h, w)
+
+    def A(self, x):  # noqa: N802
         kh, kw = self.kernel.shape
         # Even kernels: the extra tap goes before the centre, as scipy.ndimage places it.
-        top, left = kh // 2, kw // 2
-        bottom, right = kh - 1 - top, kw - 1 - left
-        xp = x.reshape(n * c, 1, h, w)
-        xp = F.pad(xp, (left, right, top, bottom), mode="circular")
-        out = F.conv2d(xp, self.kernel.to(dtype=x.dtype).view(1, 1, kh, kw))
-        return out.reshape(n, c, h, w)
+        return self._circular(x, self.kernel, (kh // 2, kw // 2))
+
+    def A_adjoint(self, y):  # noqa: N802
+        kh, kw = self.kernel.shape
+        return self._circular(y, self.kernel.flip(0, 1), (kh - 1 - kh // 2, kw - 1 - kw // 2))
 
 
 class DownsampleZ(Operator):
@@ -118,6 +160,7 @@ class DownsampleZ(Operator):
     """
 
     def __init__(self, factor: int):
+        super().__init__()
         self.factor = 1  # in-plane factor: Y and X keep their size
         self.z_factor = int(factor)
 

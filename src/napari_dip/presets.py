@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+import numpy as np
+
 from .architecture import NetworkConfig
 
 PRESETS = ("fast", "paper")
@@ -31,6 +33,16 @@ class Preset:
     input_kind: str = "noise"
     input_channels: int = 32
     ema: float = 0.99
+
+    def network_input_channels(self, channels: int, guide_channels: int = 0,
+                               spatial_dims: int = 2) -> int:
+        """Channels of the network's input z for an image of ``channels`` channels: the
+        guide's (flash shot), one coordinate per spatial axis, or ``input_channels``."""
+        if self.input_kind == "image":
+            return guide_channels or channels
+        if self.input_kind == "meshgrid":
+            return spatial_dims
+        return self.input_channels
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -61,6 +73,21 @@ _FAST_INPAINT_NET = NetworkConfig(
 # Holes wider than this (largest distance from a hole pixel to a known pixel, in pixels)
 # use the paper's large-hole setting (meshgrid input, no skips) instead of the text one.
 LARGE_HOLE_RADIUS = 8
+
+
+def largest_hole_radius(fill: np.ndarray) -> float:
+    """Largest distance (pixels) from a pixel to fill to the nearest known pixel."""
+    from scipy import ndimage
+
+    return float(ndimage.distance_transform_edt(fill).max())
+
+
+def preset_for(request) -> Preset:
+    """The preset a validated :class:`~napari_dip.plan.Request` runs with (the inpainting
+    setting depends on the size of its holes)."""
+    hole_radius = largest_hole_radius(request.mask) if request.mask is not None else 0.0
+    return get_preset(request.preset, request.task, factor=request.factor,
+                      hole_radius=hole_radius)
 
 
 def get_preset(name: str, task: str, *, factor: int | None = None,

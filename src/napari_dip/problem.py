@@ -3,16 +3,19 @@ normalised measurement ``y``, operator ``A``, padding and the way back to the in
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import ndimage
+from .architecture import NetworkConfig, padded_layout, padded_length, padded_size
+from .operators import Operator
+from .plan import Request
+from .presets import largest_hole_radius
+from .tasks import TASKS, OperatorInputs
 
-from .architecture import NetworkConfig, z_strides
-from .operators import Blur, Downsample, DownsampleZ, Identity, Mask, Operator
-from .request import Request
+#: Re-exported: the padding rules (``architecture``) and the hole measure (``presets``).
+__all__ = ["Problem", "Scaling", "build_problem", "largest_hole_radius", "padded_length",
+           "padded_size", "to_output"]
 
 
 @dataclass(frozen=True)
@@ -47,25 +50,6 @@ class Scaling:
 
     def inverse(self, data: np.ndarray) -> np.ndarray:
         return np.clip(data * self.scale + self.offset, self.low, self.high)
-
-
-def padded_length(size: int, factor: int, multiple: int, minimum: int) -> int:
-    """Measurement-side length after padding so that ``length * factor`` is a multiple of
-    ``multiple`` and at least ``minimum``."""
-    m = multiple
-    target = max(math.ceil(size * factor / m) * m, minimum)
-    target = math.ceil(target / (m * factor)) * m * factor if target % factor else target
-    return target // factor
-
-
-def padded_size(size: int, factor: int, config: NetworkConfig) -> int:
-    """Measurement-side length after padding so that ``length * factor`` suits the network."""
-    return padded_length(size, factor, config.size_multiple, config.min_size)
-
-
-def largest_hole_radius(fill: np.ndarray) -> float:
-    """Largest distance (pixels) from a pixel to fill to the nearest known pixel."""
-    return float(ndimage.distance_transform_edt(fill).max())
 
 
 @dataclass
@@ -112,46 +96,34 @@ def _pad(a: np.ndarray, before: tuple[int, ...], after: tuple[int, ...]) -> np.n
 
 
 def build_problem(request: Request, config: NetworkConfig, device: torch.device) -> Problem:
-    """Normalise, pad and move the request's data to ``device``."""
+    """Normalise, pad and move the request's data to ``device``; the operator is the one the
+    task registry builds."""
     spatial = tuple(request.spatial_shape)
-    volume = len(spatial) == 3
     f, fz = request.factor, request.z_factor
-    factors = (fz, f, f) if volume else (f, f)
-    strides = None
-    padded = [padded_size(n, f, config) for n in spatial[-2:]]
-    if volume:
-        spacing = None
-        if request.spacing is not None:
-            sz, sy, sx = request.spacing
-            spacing = (sz / fz, min(sy, sx))  # the estimate's voxel size
-        strides = z_strides(config, spatial[0] * fz, spacing)
-        multiple = 2 ** sum(1 for st in strides if st == 2)
-        padded.insert(0, padded_length(spatial[0], fz, multiple, multiple))
-    before = tuple((p - n) // 2 for p, n in zip(padded, spatial))
-    after = tuple(p - n - b for p, n, b in zip(padded, spatial, before))
+    factors = (fz, f, f) if len(spatial) == 3 else (f, f)
+    padded, strides = padded_layout(spatial, f, fz, request.spacing, config)
+    before = tuple((p - n) // 2 for p, n in zip(padded, spatial, strict=True))
+    after = tuple(p - n - b for p, n, b in zip(padded, spatial, before, strict=True))
 
     scaling = Scaling.fit(request.image, request.noise, request.value_range)
     y = _pad(scaling.forward(request.image), before, after)
-
     known = None
-    if request.task == "inpaint":
+    known_padded = None
+    if request.mask is not None:
         known = ~request.mask
-        op: Operator = Mask(_pad(known.astype(np.float32), before, after),
-                            spatial_dims=len(spatial))
+        known_padded = _pad(known.astype(np.float32), before, after)
         y = y * _pad(known.astype(np.float64), before, after)
-    elif request.task == "super_resolution":
-        op = DownsampleZ(fz) if volume else Downsample(f)
-    elif request.task == "deblur":
-        op = Blur(request.kernel)
-    else:
-        op = Identity()
+    op = TASKS[request.task].operator(OperatorInputs(
+        spatial_dims=len(spatial), factor=f, z_factor=fz, known=known_padded,
+        kernel=request.kernel))
 
     guide = None
     if request.flash is not None:
         g = Scaling.fit(request.flash).forward(request.flash)
         guide = torch.as_tensor(_pad(g, before, after)[None], dtype=torch.float32, device=device)
 
-    crop = tuple(slice(b * k, (b + n) * k) for b, n, k in zip(before, spatial, factors))
+    crop = tuple(slice(b * k, (b + n) * k) for b, n, k in zip(before, spatial, factors,
+                                                                strict=True))
     return Problem(
         y=torch.as_tensor(y[None], dtype=torch.float32, device=device),
         operator=op.to(device), scaling=scaling, factor=f, crop=crop, guide=guide, known=known,

@@ -1,152 +1,92 @@
-"""Checking a restoration request. Pure numpy: every error a user can make is raised here,
-as a ValueError that names the problem and the fix, before any work starts.
+"""The one validation path: every argument of :func:`napari_dip.restore` (``iterate``,
+``validate``) is checked here, for a single image and for stacks, volumes and tiles alike,
+as a ValueError that names the problem and the fix, before any work starts. Pure numpy.
 
-The caller's arrays are only read; everything kept is a float64 copy.
+:func:`build_plan` returns the :class:`~napari_dip.plan.Plan` of the run (a single image is a
+plan of one part); :func:`build_request` the :class:`~napari_dip.plan.Request` of a single
+image. The caller's arrays are only read: the plan keeps views, copies are made per part
+when it runs. What a task needs and allows is read from :mod:`napari_dip.tasks`, what a
+method takes from :mod:`napari_dip.methods`.
 """
 
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from .kernels import blur_kernel
-from .presets import PRESETS
+from .methods import METHODS, Method, get_method, noise_level_applies
+from .plan import Plan, Request
+from .presets import PRESETS, get_preset
+from .stacks import (
+    MIN_DEPTH,
+    Layout,
+    axes_from_channel_axis,
+    check_spacing,
+    check_tile,
+    check_warm_start,
+    parse_axes,
+)
+from .tasks import NOISE_MODELS, TASKS, Task, choice, get_noise_model, get_task, tasks_needing
 
-TASKS = ("denoise", "inpaint", "super_resolution", "deblur", "flash_no_flash")
-METHODS = ("dip", "deepred")
-NOISE_MODELS = ("gaussian", "poisson")
-SR_FACTORS = (2, 4, 8)
 #: Smallest image side, in pixels, that a run accepts.
 MIN_SIZE = 16
+#: Super-resolution factors in-plane (the task registry's).
+SR_FACTORS = TASKS["super_resolution"].factors
 
 
-@dataclass(frozen=True)
-class Request:
-    """A validated request. Arrays are float64 copies, channels first: (C, H, W)."""
-
-    image: np.ndarray
-    task: str
-    method: str
-    mask: np.ndarray | None  # (H, W) bool, True = pixel to fill
-    factor: int
-    kernel: np.ndarray | None
-    kernel_name: str | None
-    flash: np.ndarray | None  # (C', H, W)
-    iterations: int | None
-    early_stop: bool
-    patience: int | None  # ES-WMV patience given as early_stop=N; None = default
-    preset: str
-    seed: int
-    device: str
-    channel_axis: int | None
-    noise: str
-    preview_every: int | None
-    input_shape: tuple[int, ...]
-    input_dtype: str
-    options: dict[str, Any] = field(default_factory=dict)
-    # Set by the stack, volume and tile drivers (napari_dip.drivers) for the parts they run:
-    z_factor: int = 1  # volumes: super-resolution along Z
-    value_range: tuple[float, float] | None = None  # normalise by this range, not the part's
-    spacing: tuple[float, float, float] | None = None  # volumes: (z, y, x) voxel size
-    #: Gaussian noise standard deviation in the image's units (discrepancy-principle
-    #: stopping), "auto" (estimated for DIP denoising, else ES-WMV) or None (ES-WMV).
-    noise_sigma: float | str | None = "auto"
-
-    @property
-    def spatial_shape(self) -> tuple[int, ...]:
-        """(H, W), or (D, H, W) for a volume (image (C, D, H, W))."""
-        return tuple(self.image.shape[1:])
-
-    @property
-    def output_shape(self) -> tuple[int, ...]:
-        """Shape of ``Result.image``: the input's, with Y and X multiplied by ``factor``."""
-        shape = list(self.input_shape)
-        ndim = len(shape)
-        cax = None if self.channel_axis is None else self.channel_axis % ndim
-        spatial = [ax for ax in range(ndim) if ax != cax]
-        for ax in spatial:
-            shape[ax] *= self.factor
-        return tuple(shape)
+# -- single arguments -----------------------------------------------------------------------
+def check_array(array, what: str) -> np.ndarray:
+    """``array`` as a numeric numpy array (not copied), refusing what no run can use."""
+    a = np.asarray(array)
+    if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+        raise ValueError(f"{what} must be a numeric array, got dtype {a.dtype}")
+    if np.iscomplexobj(a):
+        raise ValueError(f"{what} is complex; pass its magnitude (np.abs) or real part instead")
+    if a.size == 0:
+        raise ValueError(f"{what} is empty (shape {a.shape}); pass an image of at least "
+                         f"{MIN_SIZE}x{MIN_SIZE} pixels")
+    return a
 
 
-def _choice(name: str, value, allowed) -> str:
-    if value not in allowed:
-        raise ValueError(f"unknown {name} {value!r}; choose one of: {', '.join(map(str, allowed))}")
-    return value
+def _unused(name: str, task: Task) -> ValueError:
+    users = " or ".join(f"task={t!r}" for t in tasks_needing(name))
+    return ValueError(f"{name} is only used by {users}, not task={task.name!r}; drop it")
 
 
-def _as_channels_first(array, what: str, channel_axis: int | None) -> np.ndarray:
-    """(H, W) or an array with ``channel_axis`` -> float64 (C, H, W) copy, checked."""
-    a = check_array(array, what)
-    if channel_axis is None:
-        if a.ndim != 2:
-            hint = (" For colour or multichannel images pass channel_axis (e.g. channel_axis=-1 "
-                    "for RGB)." if a.ndim == 3 else "")
-            raise ValueError(
-                f"{what} has {a.ndim} dimensions (shape {a.shape}); this task takes a 2-D "
-                f"(Y, X) image.{hint} For stacks, time series and volumes name the axes, "
-                "e.g. axes='ZYX' or axes='TYX'."
-            )
-        a = a[np.newaxis]
-    else:
-        if a.ndim != 3:
-            raise ValueError(
-                f"with channel_axis={channel_axis}, {what} must have 3 dimensions (Y, X and "
-                f"channels), got shape {a.shape}; for stacks name the axes instead, e.g. "
-                "axes='ZYXC'"
-            )
-        if not -3 <= channel_axis <= 2:
-            raise ValueError(f"channel_axis={channel_axis} is out of range for a 3-D image")
-        a = np.moveaxis(a, channel_axis, 0)
-    h, w = a.shape[-2:]
-    if min(h, w) < MIN_SIZE:
-        raise ValueError(
-            f"{what} is {h}x{w} pixels; images need at least {MIN_SIZE} pixels on each side"
-        )
-    out = a.astype(np.float64, copy=True)
-    if not np.all(np.isfinite(out)):
-        bad = int(np.count_nonzero(~np.isfinite(out)))
-        raise ValueError(
-            f"{what} has {bad} NaN or infinite value(s); replace them first "
-            "(e.g. np.nan_to_num, or mark them as holes and use task='inpaint')"
-        )
-    return out
+def check_factor(task: Task, factor, allowed=None) -> int:
+    """The super-resolution factor (1 for tasks without one), checked."""
+    if not task.needs("factor"):
+        if factor not in (None, 1):
+            raise _unused("factor", task)
+        return 1
+    allowed = allowed or task.factors
+    names = ", ".join(map(str, allowed[:-1])) + f" or {allowed[-1]}"
+    if factor is None:
+        raise ValueError(f"task={task.name!r} needs factor={names}")
+    if isinstance(factor, bool) or not isinstance(factor, numbers.Integral) \
+            or int(factor) not in allowed:
+        raise ValueError(f"super-resolution factor must be {names}, got {factor!r}")
+    return int(factor)
 
 
-def check_factor(task: str, factor, allowed=SR_FACTORS) -> int:
-    """The super-resolution factor (1 for other tasks), checked."""
-    if task == "super_resolution":
-        names = ", ".join(map(str, allowed[:-1])) + f" or {allowed[-1]}"
-        if factor is None:
-            raise ValueError(f"task='super_resolution' needs factor={names}")
-        if isinstance(factor, bool) or not isinstance(factor, numbers.Integral) \
-                or int(factor) not in allowed:
-            raise ValueError(f"super-resolution factor must be {names}, got {factor!r}")
-        return int(factor)
-    if factor not in (None, 1):
-        raise ValueError(f"factor is only used by task='super_resolution', not task={task!r}")
-    return 1
-
-
-def check_kernel(task: str, kernel, plane: tuple[int, int]):
+def check_kernel(task: Task, kernel, plane: tuple[int, int]):
     """(kernel array or None, kernel name or None), checked against the plane's size."""
-    if task == "deblur":
-        h, w = plane
-        if kernel is None:
-            kernel = "gaussian"
-        k = blur_kernel(kernel)
-        if k.shape[0] > h or k.shape[1] > w:
-            raise ValueError(
-                f"blur kernel is {k.shape[0]}x{k.shape[1]} but the image is only {h}x{w}; "
-                "use a smaller kernel or a larger image"
-            )
-        return k, kernel if isinstance(kernel, str) else "custom"
-    if kernel is not None:
-        raise ValueError(f"kernel is only used by task='deblur', not task={task!r}")
-    return None, None
+    if not task.needs("kernel"):
+        if kernel is not None:
+            raise _unused("kernel", task)
+        return None, None
+    h, w = plane
+    if kernel is None:
+        kernel = "gaussian"
+    k = blur_kernel(kernel)
+    if k.shape[0] > h or k.shape[1] > w:
+        raise ValueError(
+            f"blur kernel is {k.shape[0]}x{k.shape[1]} but the image is only {h}x{w}; "
+            "use a smaller kernel or a larger image"
+        )
+    return k, kernel if isinstance(kernel, str) else "custom"
 
 
 def check_numbers(iterations, preview_every, early_stop, seed):
@@ -174,11 +114,6 @@ def check_numbers(iterations, preview_every, early_stop, seed):
     return iterations, preview_every, patience, int(seed)
 
 
-#: Tasks whose data term is a mean squared residual the discrepancy principle can compare
-#: with the noise variance.
-SIGMA_TASKS = ("denoise", "inpaint", "super_resolution", "deblur")
-
-
 def check_noise_sigma(noise_sigma, *, task: str, method: str, noise: str, early_stop,
                       value_range: float | None = None) -> float | str | None:
     """``noise_sigma`` checked against the other settings: "auto", None or a float > 0."""
@@ -190,23 +125,9 @@ def check_noise_sigma(noise_sigma, *, task: str, method: str, noise: str, early_
             f"noise_sigma must be the noise's standard deviation in the image's units (a "
             f"positive number), 'auto' or None, got {noise_sigma!r}")
     sigma = float(noise_sigma)
-    where = None
-    if noise != "gaussian":
-        where = (f"noise={noise!r} has no standard deviation to give; drop noise_sigma "
-                 "(the run stops by ES-WMV)")
-    elif method != "dip":
-        where = (f"method={method!r} stops by ES-WMV, which needs no noise level; drop "
-                 "noise_sigma, or use method='dip'")
-    elif task not in SIGMA_TASKS:
-        where = f"task={task!r} has no noise model to compare with; drop noise_sigma"
-    elif early_stop is False:
-        where = ("early_stop=False runs every iteration, so noise_sigma (which decides when "
-                 "to stop) would be unused; drop one of them")
-    elif not isinstance(early_stop, bool):
-        where = (f"early_stop={early_stop!r} sets ES-WMV's patience, but with noise_sigma the "
-                 "run stops when its residual reaches the noise level; drop one of them")
-    if where:
-        raise ValueError(f"noise_sigma={sigma:g}: {where}")
+    if not noise_level_applies(task, method, noise, early_stop):
+        raise ValueError(f"noise_sigma={sigma:g}: "
+                         f"{_why_no_noise_level(task, method, noise, early_stop)}")
     if value_range is not None and sigma >= value_range:
         raise ValueError(
             f"noise_sigma={sigma:g} is not smaller than the image's whole value range "
@@ -215,113 +136,312 @@ def check_noise_sigma(noise_sigma, *, task: str, method: str, noise: str, early_
     return sigma
 
 
-def check_array(array, what: str) -> np.ndarray:
-    """``array`` as a numeric numpy array (not copied), refusing what no run can use."""
-    a = np.asarray(array)
-    if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
-        raise ValueError(f"{what} must be a numeric array, got dtype {a.dtype}")
-    if np.iscomplexobj(a):
-        raise ValueError(f"{what} is complex; pass its magnitude (np.abs) or real part instead")
-    if a.size == 0:
-        raise ValueError(f"{what} is empty (shape {a.shape}); pass an image of at least "
-                         f"{MIN_SIZE}x{MIN_SIZE} pixels")
-    return a
+def _why_no_noise_level(task: str, method: str, noise: str, early_stop) -> str:
+    """Why :func:`~napari_dip.methods.noise_level_applies` is False, as advice."""
+    if not NOISE_MODELS[noise].has_sigma:
+        return (f"noise={noise!r} has no standard deviation to give; drop noise_sigma "
+                "(the run stops by ES-WMV)")
+    if not METHODS[method].stops_at_noise_level:
+        return (f"method={method!r} stops by ES-WMV, which needs no noise level; drop "
+                "noise_sigma, or use method='dip'")
+    if not TASKS[task].squared_residual:
+        return f"task={task!r} has no noise model to compare with; drop noise_sigma"
+    if early_stop is False:
+        return ("early_stop=False runs every iteration, so noise_sigma (which decides when "
+                "to stop) would be unused; drop one of them")
+    return (f"early_stop={early_stop!r} sets ES-WMV's patience, but with noise_sigma the "
+            "run stops when its residual reaches the noise level; drop one of them")
 
 
-def build_request(
-    image,
-    task: str = "denoise",
-    method: str = "dip",
-    *,
-    mask=None,
-    factor: int | None = None,
-    kernel=None,
-    flash=None,
-    iterations: int | None = None,
-    early_stop: bool = True,
-    preset: str = "fast",
-    seed: int = 0,
-    device: str = "auto",
-    channel_axis: int | None = None,
-    noise: str = "gaussian",
-    noise_sigma: float | str | None = "auto",
-    preview_every: int | None = None,
-    **options,
-) -> Request:
-    """Validate the arguments of :func:`napari_dip.restore`; see there for their meaning."""
-    _choice("task", task, TASKS)
-    _choice("method", method, METHODS)
-    _choice("preset", preset, PRESETS)
-    _choice("noise model", noise, NOISE_MODELS)
-    if channel_axis is not None and not isinstance(channel_axis, numbers.Integral):
-        raise ValueError(f"channel_axis must be an integer axis index or None, got {channel_axis!r}")
-
-    raw = np.asarray(image)
-    img = _as_channels_first(raw, "image", channel_axis)
-    if float(img.max()) == float(img.min()):
+def _check_values(arr: np.ndarray, what: str = "image") -> None:
+    """Finite values, not all the same."""
+    finite = np.isfinite(arr)
+    if not finite.all():
+        bad = int(np.count_nonzero(~finite))
         raise ValueError(
-            f"image is constant (every pixel is {img.flat[0]:g}); there is nothing to restore"
-        )
-    if noise == "poisson" and img.min() < 0:
-        raise ValueError(
-            "noise='poisson' needs non-negative photon counts, but the image has values down to "
-            f"{img.min():g}; subtract the camera offset first or use noise='gaussian'"
-        )
-    h, w = img.shape[-2:]
+            f"{what} has {bad} NaN or infinite value(s); replace them first "
+            "(e.g. np.nan_to_num, or mark them as holes and use task='inpaint')")
+    low, high = float(arr.min()), float(arr.max())
+    if low == high:
+        if what == "image":
+            raise ValueError(f"image is constant (every pixel is {low:g}); there is nothing "
+                             "to restore")
+        raise ValueError(f"{what} is constant; it cannot guide the restoration")
 
-    fill = None
-    if task == "inpaint":
+
+# -- the layout of the image ------------------------------------------------------------------
+def _single_layout(raw: np.ndarray, channel_axis, mode) -> Layout:
+    """The layout of an image given without ``axes``: (Y, X), or 3-D with ``channel_axis``."""
+    if mode is not None:
+        raise ValueError(f"mode={mode!r} needs axes= naming the image's axes, e.g. "
+                         "axes='ZYX' for a Z-stack or axes='TYX' for a time series")
+    if channel_axis is not None and (isinstance(channel_axis, bool)
+                                     or not isinstance(channel_axis, numbers.Integral)):
+        raise ValueError(f"channel_axis must be an integer axis index or None, got "
+                         f"{channel_axis!r}")
+    if channel_axis is None and raw.ndim != 2:
+        hint = (" For colour or multichannel images pass channel_axis (e.g. channel_axis=-1 "
+                "for RGB)." if raw.ndim == 3 else "")
+        raise ValueError(
+            f"image has {raw.ndim} dimensions (shape {raw.shape}); this task takes a 2-D "
+            f"(Y, X) image.{hint} For stacks, time series and volumes name the axes, "
+            "e.g. axes='ZYX' or axes='TYX'.")
+    if channel_axis is not None:
+        if raw.ndim != 3:
+            raise ValueError(
+                f"with channel_axis={channel_axis}, image must have 3 dimensions (Y, X and "
+                f"channels), got shape {raw.shape}; for stacks name the axes instead, e.g. "
+                "axes='ZYXC'")
+        if not -3 <= channel_axis <= 2:
+            raise ValueError(f"channel_axis={channel_axis} is out of range for a 3-D image")
+    return parse_axes(axes_from_channel_axis(raw.ndim, channel_axis), raw.shape, None)
+
+
+def _layout(raw, axes, mode, channel_axis) -> Layout:
+    if axes is None:
+        return _single_layout(raw, channel_axis, mode)
+    if channel_axis is not None:
+        raise ValueError("give either axes= (with a 'C' for the channel axis) or "
+                         "channel_axis=, not both")
+    return parse_axes(axes, raw.shape, mode)
+
+
+def _check_mode(layout: Layout, task: Task, method: Method, tile, shape) -> None:
+    """What the task and method allow of the layout's mode and of tiling."""
+    if layout.volume:
+        depth = shape[layout.spatial[0]]
+        if depth < MIN_DEPTH:
+            raise ValueError(f"mode='volume' needs at least {MIN_DEPTH} slices along Z, the "
+                             f"image has {depth}; use mode='slices'")
+        if "volume" not in task.modes:
+            volume_tasks = [t.name for t in TASKS.values() if "volume" in t.modes]
+            raise ValueError(f"mode='volume' runs {', '.join(volume_tasks)}, not "
+                             f"task={task.name!r}; use mode='slices' to {task.name} plane "
+                             "by plane")
+        if not method.volume:
+            raise ValueError(f"mode='volume' runs method='dip' only; use mode='slices' for "
+                             f"method={method.name!r}")
+        if tile is not None:
+            raise ValueError("tile= splits large 2-D planes; mode='volume' restores the whole "
+                             "volume at once (use mode='slices' to tile each plane)")
+    if tile is not None and "tiles" not in task.modes:
+        raise ValueError(f"task={task.name!r} cannot be tiled: its blur wraps around the "
+                         "borders of what it restores, which would leave seams between "
+                         "tiles; restore the whole image (tile=None)")
+
+
+def _check_parts_arguments(layout: Layout, tile, warm_start, spacing) -> None:
+    """Refuse arguments that the run would ignore."""
+    if warm_start is not None and not layout.iterated and tile is None:
+        raise ValueError(f"warm_start={warm_start!r} applies to stacks and tiles (each part "
+                         "starts from the previous one); this run is one image: drop it")
+    if spacing is not None and not layout.volume:
+        raise ValueError(f"spacing={spacing!r} is the voxel size of mode='volume' runs; this "
+                         "run restores planes: drop it, or use mode='volume'")
+
+
+# -- the inputs of a task ---------------------------------------------------------------------
+def _engine_order(a: np.ndarray, layout: Layout) -> np.ndarray:
+    """A view of ``a`` (the image's shape) in the engine's order: (*iterated, C, *spatial),
+    C of length 1 for data without channels."""
+    order = layout.iterated + ((layout.channel,) if layout.channel is not None else ()) \
+        + layout.spatial
+    arr = np.transpose(a, order)
+    return arr if layout.channel is not None else np.expand_dims(arr, len(layout.iterated))
+
+
+def _check_single_mask(mask, raw: np.ndarray, layout: Layout) -> np.ndarray:
+    """A single image's mask as (H, W) bool, True = pixel to fill."""
+    h, w = (raw.shape[ax] for ax in layout.spatial)
+    m = np.asarray(mask)
+    if m.ndim == 3 and layout.channel is not None and m.shape == raw.shape:
+        m = m.any(axis=layout.channel)
+    if m.shape != (h, w):
+        raise ValueError(
+            f"mask has shape {m.shape} but the image is {h}x{w} pixels (Y, X); "
+            "pass a 2-D mask of the same Y, X shape, nonzero at the pixels to fill")
+    fill = m != 0
+    if not fill.any():
+        raise ValueError("mask marks no pixel to fill (it is all zero); mark the holes "
+                         "with nonzero values")
+    if fill.all():
+        raise ValueError("mask marks every pixel to fill, so no known pixel is left; "
+                         "nonzero must mean 'fill this pixel' (invert a 'known pixel' mask)")
+    return fill
+
+
+def _check_parts_mask(mask, raw: np.ndarray, layout: Layout, iter_shape,
+                      spatial_shape) -> np.ndarray:
+    """A stack's mask as a bool view (*iterated, *spatial), broadcast where it covers fewer
+    axes; every part must keep a known pixel."""
+    m = np.asarray(mask)
+    no_c = tuple(n for ax, n in enumerate(raw.shape) if ax != layout.channel)
+    plane = tuple(raw.shape[ax] for ax in layout.spatial)
+    if layout.channel is not None and m.shape == raw.shape:
+        m = m.any(axis=layout.channel)
+    if m.shape == no_c:
+        kept = [ax for ax in range(raw.ndim) if ax != layout.channel]
+        order = [kept.index(ax) for ax in layout.iterated + layout.spatial]
+        m = np.transpose(m, order) != 0
+    elif m.shape == plane:
+        m = np.broadcast_to(m != 0, tuple(iter_shape) + tuple(spatial_shape))
+    else:
+        raise ValueError(
+            f"mask has shape {m.shape} but the image is {raw.shape} (axes "
+            f"{layout.axes!r}); pass a mask of shape {no_c} (the image without channels) or "
+            f"{plane} (one {'volume' if layout.volume else 'plane'}, used for every "
+            f"{'time point' if layout.volume else 'plane'}), nonzero at the pixels to fill")
+    if not m.any():
+        raise ValueError("mask marks no pixel to fill (it is all zero); mark the holes "
+                         "with nonzero values")
+    n_iter = len(iter_shape)
+    flat_all = m.reshape(int(np.prod(iter_shape, dtype=int)), -1).all(axis=1) if n_iter \
+        else np.array([m.all()])
+    if flat_all.any():
+        where = ""
+        if n_iter:
+            first = np.unravel_index(int(np.argmax(flat_all)), iter_shape)
+            where = f" at position {tuple(int(i) for i in first)}"
+        raise ValueError(
+            f"mask marks every pixel of a part{where} to fill, so no known pixel is left "
+            "there; nonzero must mean 'fill this pixel' (invert a 'known pixel' mask)")
+    return m
+
+
+def _check_flash(flash, raw: np.ndarray, layout: Layout, single: bool) -> np.ndarray:
+    """The flash shot in the engine's order, checked against the image."""
+    f_raw = check_array(flash, "flash image")
+    if single:
+        if f_raw.ndim != raw.ndim:
+            _single_layout(f_raw, layout.channel, None)  # says what is wrong with it
+        h, w = (raw.shape[ax] for ax in layout.spatial)
+        fh, fw = (f_raw.shape[ax] for ax in layout.spatial)
+        if (fh, fw) != (h, w):
+            raise ValueError(f"flash image is {fh}x{fw} but the no-flash image is {h}x{w}; "
+                             "both shots must have the same size")
+        if min(fh, fw) < MIN_SIZE:
+            raise ValueError(f"flash image is {fh}x{fw} pixels; images need at least "
+                             f"{MIN_SIZE} pixels on each side")
+    elif f_raw.shape != raw.shape:
+        raise ValueError(f"flash image has shape {f_raw.shape} but the image has "
+                         f"{raw.shape}; both shots must have the same shape")
+    fl = _engine_order(f_raw, layout)
+    _check_values(fl, "flash image")
+    return fl
+
+
+def _check_inputs(task: Task, raw, layout, arr, mask, flash, single: bool):
+    """(fill mask, flash) in the engine's order, each None unless the task takes it."""
+    fill = fl = None
+    if task.needs("mask"):
         if mask is None:
-            raise ValueError("task='inpaint' needs a mask: an array of the image's Y, X shape, "
-                             "nonzero at the pixels to fill")
-        m = np.asarray(mask)
-        if m.ndim == 3 and channel_axis is not None and m.shape == raw.shape:
-            m = np.moveaxis(m, channel_axis, 0).any(axis=0)
-        if m.shape != (h, w):
-            raise ValueError(
-                f"mask has shape {m.shape} but the image is {h}x{w} pixels (Y, X); "
-                "pass a 2-D mask of the same Y, X shape, nonzero at the pixels to fill"
-            )
-        fill = m != 0
-        if not fill.any():
-            raise ValueError("mask marks no pixel to fill (it is all zero); mark the holes "
-                             "with nonzero values")
-        if fill.all():
-            raise ValueError("mask marks every pixel to fill, so no known pixel is left; "
-                             "nonzero must mean 'fill this pixel' (invert a 'known pixel' mask)")
+            raise ValueError(f"task={task.name!r} needs a mask: an array of the image's Y, X "
+                             "shape (for stacks: of the image without its channel axis, or "
+                             "of one plane), nonzero at the pixels to fill")
+        n_iter = len(layout.iterated)
+        fill = _check_single_mask(mask, raw, layout) if single else \
+            _check_parts_mask(mask, raw, layout, arr.shape[:n_iter], arr.shape[n_iter + 1:])
     elif mask is not None:
-        raise ValueError(f"mask is only used by task='inpaint', not task={task!r}; drop it")
-
-    factor = check_factor(task, factor)
-    k, kernel_name = check_kernel(task, kernel, (h, w))
-
-    fl = None
-    if task == "flash_no_flash":
+        raise _unused("mask", task)
+    if task.needs("flash"):
         if flash is None:
-            raise ValueError("task='flash_no_flash' needs flash=: the flash shot of the same "
+            raise ValueError(f"task={task.name!r} needs flash=: the flash shot of the same "
                              "scene (image is the no-flash shot)")
-        fl = _as_channels_first(flash, "flash image", channel_axis)
-        if fl.shape[-2:] != (h, w):
-            raise ValueError(
-                f"flash image is {fl.shape[-2]}x{fl.shape[-1]} but the no-flash image is {h}x{w}; "
-                "both shots must have the same size"
-            )
-        if float(fl.max()) == float(fl.min()):
-            raise ValueError("flash image is constant; it cannot guide the restoration")
+        fl = _check_flash(flash, raw, layout, single)
     elif flash is not None:
-        raise ValueError(f"flash is only used by task='flash_no_flash', not task={task!r}")
+        raise _unused("flash", task)
+    return fill, fl
 
+
+def _check_image(arr: np.ndarray, layout: Layout, noise: str, single: bool) -> float:
+    """Size, values and the noise model's needs; returns the value range."""
+    h, w = arr.shape[-2:]
+    if min(h, w) < MIN_SIZE:
+        if single:
+            raise ValueError(f"image is {h}x{w} pixels; images need at least {MIN_SIZE} "
+                             "pixels on each side")
+        raise ValueError(f"image planes are {h}x{w} pixels (Y x X); they need at least "
+                         f"{MIN_SIZE} pixels on each side")
+    _check_values(arr)
+    low = float(arr.min())
+    if get_noise_model(noise).non_negative and low < 0:
+        raise ValueError(
+            f"noise={noise!r} needs non-negative photon counts, but the image has values "
+            f"down to {low:g}; subtract the camera offset first or use noise='gaussian'")
+    return float(arr.max()) - low
+
+
+# -- the whole run ----------------------------------------------------------------------------
+def build_plan(image, task: str = "denoise", method: str = "dip", *, axes: str | None = None,
+               mode: str | None = None, tile=None, overlap: int | None = None,
+               warm_start=None, spacing=None, channel_axis: int | None = None, mask=None,
+               factor: int | None = None, kernel=None, flash=None,
+               iterations: int | None = None, early_stop=True, preset: str = "fast",
+               seed: int = 0, device: str = "auto", noise: str = "gaussian",
+               noise_sigma="auto", preview_every: int | None = None, **options) -> Plan:
+    """Validate a run (see :func:`napari_dip.restore` for the arguments); raises ValueError.
+
+    Everything a run would refuse is refused here, torch-free and before any copy of the
+    image: the task, method, preset and noise model, the image and its axes, the task's
+    inputs, the run's numbers and the method's options (unknown names included)."""
+    the_task, the_method = get_task(task), get_method(method)
+    choice("preset", preset, dict.fromkeys(PRESETS))
+    get_noise_model(noise)
+    the_method.check_task(the_task)
+    raw = check_array(image, "image")
+    layout = _layout(raw, axes, mode, channel_axis)
+    single = axes is None
+    tile, overlap = check_tile(tile, overlap)
+    _check_parts_arguments(layout, tile, warm_start, spacing)
+    warm = check_warm_start(warm_start)
+    spacing = check_spacing(spacing)
+    _check_mode(layout, the_task, the_method, tile, raw.shape)
+
+    arr = _engine_order(raw, layout)  # a view: nothing copied
+    value_range = _check_image(arr, layout, noise, single and tile is None)
+    fill, fl = _check_inputs(the_task, raw, layout, arr, mask, flash, single and tile is None)
+    factor = check_factor(the_task, factor,
+                          the_task.volume_factors if layout.volume else None)
+    kernel_array, kernel_name = check_kernel(the_task, kernel, arr.shape[-2:])
     iterations, preview_every, patience, seed = check_numbers(iterations, preview_every,
                                                               early_stop, seed)
     noise_sigma = check_noise_sigma(noise_sigma, task=task, method=method, noise=noise,
-                                    early_stop=early_stop,
-                                    value_range=float(img.max() - img.min()))
+                                    early_stop=early_stop, value_range=value_range)
+    options = the_method.check_options(options, the_task)
 
-    return Request(
-        image=img, task=task, method=method, mask=fill, factor=factor, kernel=k,
-        kernel_name=kernel_name, flash=fl, iterations=iterations, early_stop=bool(early_stop),
-        patience=patience, preset=preset, seed=int(seed), device=device,
-        channel_axis=channel_axis, noise=noise,
-        preview_every=preview_every, input_shape=tuple(raw.shape), input_dtype=str(raw.dtype),
-        options=dict(options), noise_sigma=noise_sigma,
+    volume = layout.volume
+    template = Request(
+        image=np.empty((0,)), task=task, method=method, mask=None,
+        factor=1 if volume else factor, kernel=kernel_array, kernel_name=kernel_name,
+        flash=None, iterations=iterations, early_stop=bool(early_stop), patience=patience,
+        preset=preset, seed=seed, device=device, channel_axis=0, noise=noise,
+        preview_every=preview_every, input_shape=(), input_dtype=str(raw.dtype),
+        options=options, z_factor=factor if volume else 1,
+        spacing=spacing if volume else None, noise_sigma=noise_sigma,
     )
+    cold = iterations or get_preset(preset, task, factor=factor).iterations
+    warm_iterations = None if warm is False else cold if warm is True else int(warm)
+    out_shape = list(raw.shape)
+    for ax, f in zip(layout.spatial, (factor, 1, 1) if volume else (factor, factor),
+                     strict=True):
+        out_shape[ax] *= f
+    planes = [tuple(int(i) for i in idx) for idx in np.ndindex(*arr.shape[:len(layout.iterated)])]
+    return Plan(layout=layout, image=arr, mask=fill, flash=fl, template=template,
+                planes=planes, boxes=None, tile=tile, overlap=overlap, warm_start=warm,
+                cold_iterations=cold, warm_iterations=warm_iterations, adaptive=warm is True,
+                output_shape=tuple(out_shape), input_shape=tuple(raw.shape),
+                input_dtype=str(raw.dtype),
+                channel_axis=layout.channel if channel_axis is None else channel_axis)
+
+
+def build_request(image, task: str = "denoise", method: str = "dip", **kwargs) -> Request:
+    """Validate a single 2-D image's run and return its :class:`~napari_dip.plan.Request`
+    (float64 copies, channels first); see :func:`napari_dip.restore` for the arguments."""
+    plan = build_plan(image, task, method, **kwargs)
+    if not plan.single:
+        raise ValueError("these arguments describe a run of several parts (a stack, volume "
+                         "or tiles); use napari_dip.iterate or restore")
+    return plan.single_request()
+
+
+__all__ = ["MIN_SIZE", "Plan", "Request", "build_plan", "build_request", "check_array"]

@@ -1,4 +1,11 @@
-"""Small objects the optimisation loop consults every step; shared by DIP and DeepRED."""
+"""Small objects the optimisation loop consults every step; shared by DIP and DeepRED.
+
+The stopping rules (:class:`EarlyStopping` = ES-WMV, :class:`Discrepancy`, :class:`NoStopping`)
+share one interface, so the loop has no special cases: ``observe(iteration, out, estimate,
+loss)`` after every step (returns the ES-WMV variance, or None), ``should_stop(iteration)``
+at host syncs, ``kept()`` for the estimate the rule would return instead of the last one
+(``(estimate, iteration)`` or None), and ``parameters()`` for the run's record.
+"""
 
 from __future__ import annotations
 
@@ -67,7 +74,7 @@ class EarlyStopping:
     Keeps the last ``window`` outputs (a fixed random subset of at most ``max_pixels`` values,
     which estimates the same mean variance at a fraction of the memory), and their running
     variance. The run stops after ``patience`` steps without a new variance minimum; the
-    estimate to return (:attr:`kept`) is the one recorded at the minimum.
+    estimate to return (:attr:`kept_estimate`) is the one recorded at the minimum.
 
     Everything stays on the outputs' device: :meth:`update` never waits for the device, so a
     GPU loop runs without host syncs; :meth:`should_stop` and :attr:`best_iteration` sync.
@@ -86,7 +93,7 @@ class EarlyStopping:
         self._best_variance: torch.Tensor | None = None
         self._best_iteration: torch.Tensor | None = None
         #: The estimate at the minimum-variance iteration so far (None until the window fills).
-        self.kept: torch.Tensor | None = None
+        self.kept_estimate: torch.Tensor | None = None
 
     @property
     def best_iteration(self) -> int | None:
@@ -133,17 +140,35 @@ class EarlyStopping:
         it = torch.full((), iteration, device=variance.device)  # a fill, not a host copy
         if self._best_variance is None:
             self._best_variance, self._best_iteration = variance, it
-            self.kept = estimate.detach().clone()
+            self.kept_estimate = estimate.detach().clone()
         else:
             new = variance < self._best_variance
             self._best_variance = torch.where(new, variance, self._best_variance)
             self._best_iteration = torch.where(new, it, self._best_iteration)
-            self.kept = torch.where(new, estimate.detach(), self.kept)
+            self.kept_estimate = torch.where(new, estimate.detach(), self.kept_estimate)
         return variance
 
     def should_stop(self, iteration: int) -> bool:
         best = self.best_iteration
         return best is not None and iteration - best >= self.patience
+
+    # -- the stopping-rule interface --------------------------------------------------------
+    name = "es-wmv"
+    #: Steps record this rule's variance (NaN until its window is full).
+    records_variance = True
+
+    def observe(self, iteration: int, out: torch.Tensor, estimate: torch.Tensor,
+                loss: torch.Tensor) -> torch.Tensor | None:
+        return self.update(iteration, out, estimate)
+
+    def kept(self) -> tuple[torch.Tensor, int] | None:
+        """The estimate at the variance minimum and its iteration (None before the window
+        fills)."""
+        return None if self.kept_estimate is None else (self.kept_estimate, self.best_iteration)
+
+    def parameters(self) -> dict:
+        return {"stopping": self.name, "early_stop_window": self.window,
+                "early_stop_patience": self.patience}
 
 
 class Discrepancy:
@@ -185,6 +210,41 @@ class Discrepancy:
             first = int(self._first)
             self.reached_at = first if first > 0 else None
         return self.reached_at is not None
+
+    # -- the stopping-rule interface --------------------------------------------------------
+    name = "discrepancy"
+    records_variance = False
+
+    def observe(self, iteration: int, out: torch.Tensor, estimate: torch.Tensor,
+                loss: torch.Tensor) -> None:
+        self.update(iteration, loss)
+
+    def kept(self) -> None:
+        """The estimate at the stop is the one to return."""
+        return None
+
+    def parameters(self) -> dict:
+        return {"stopping": self.name, "discrepancy_window": self.window,
+                "discrepancy_reached_at": self.reached_at}
+
+
+class NoStopping:
+    """Every iteration runs (``early_stop=False``)."""
+
+    name = None
+    records_variance = False
+
+    def observe(self, iteration, out, estimate, loss) -> None:
+        return None
+
+    def should_stop(self, iteration: int) -> bool:
+        return False
+
+    def kept(self) -> None:
+        return None
+
+    def parameters(self) -> dict:
+        return {"stopping": None}
 
 
 def default_patience(iterations: int, window: int = 100) -> int:

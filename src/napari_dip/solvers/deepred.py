@@ -45,9 +45,8 @@ before the first refresh).
 from __future__ import annotations
 
 import math
-import numbers
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -56,44 +55,20 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from .. import denoisers
+from ..methods import METHODS
 from ..presets import Preset
 from ..problem import Problem
 from ..request import Request
+from ..tasks import TASKS, DeepREDDefaults
 from .dip import DIPSolver
 
-#: Tasks DeepRED can run.
-SUPPORTED_TASKS = ("denoise", "super_resolution", "deblur", "inpaint")
 #: Name prefix of the background denoiser thread (one per run, gone when the run ends).
 THREAD_PREFIX = "napari-dip-denoiser"
 
-
-@dataclass(frozen=True)
-class TaskDefaults:
-    """Per-task DeepRED settings. ``lr`` / ``input_noise`` None keep the preset's."""
-
-    lam: float
-    mu: float
-    sigma: float  # denoiser noise level, normalised units
-    lr: float | None
-    input_noise: float | None
-    x_init: str  # "measurement", "bicubic" or "nearest"
-
-
-#: From the DeepRED reference code (denoising, deblurring, super-resolution). Inpainting is
-#: not in the paper; its values are ours: the super-resolution weights (a mild prior, since the
-#: known pixels are exact), the denoiser at 3/255, and the DIP preset's learning rate and
-#: perturbation (the preset's inpainting network needs them), x started from the measurement
-#: with each hole filled from its nearest known pixel.
-TASK_DEFAULTS: dict[str, TaskDefaults] = {
-    "denoise": TaskDefaults(lam=0.5, mu=0.5, sigma=3 / 255, lr=0.008, input_noise=0.033,
-                            x_init="measurement"),
-    "deblur": TaskDefaults(lam=0.02, mu=0.04, sigma=3 / 255, lr=0.004, input_noise=None,
-                           x_init="measurement"),
-    "super_resolution": TaskDefaults(lam=0.05, mu=0.06, sigma=5 / 255, lr=0.001,
-                                     input_noise=None, x_init="bicubic"),
-    "inpaint": TaskDefaults(lam=0.05, mu=0.06, sigma=3 / 255, lr=None, input_noise=None,
-                            x_init="nearest"),
-}
+#: DeepRED's per-task settings, as declared in the task registry (``napari_dip.tasks``).
+TASK_DEFAULTS: dict[str, DeepREDDefaults] = {
+    name: task.method_defaults["deepred"] for name, task in TASKS.items()
+    if "deepred" in task.method_defaults}
 
 
 # -- the ADMM updates (pure functions on tensors) -----------------------------------------------
@@ -112,16 +87,6 @@ def dual_update(u: torch.Tensor, out: torch.Tensor, x: torch.Tensor) -> torch.Te
 def admm_residual(x: torch.Tensor, out: torch.Tensor) -> float:
     """Primal residual ``||x - f||`` as a root mean square (normalised intensity units)."""
     return float(torch.sqrt(torch.mean((x - out) ** 2)))
-
-
-# -- option checks ------------------------------------------------------------------------------
-def _number(name: str, value, *, positive: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-            or not math.isfinite(float(value)) or float(value) < 0 \
-            or (positive and float(value) == 0):
-        need = "a positive number" if positive else "a number >= 0"
-        raise ValueError(f"{name} must be {need}, got {value!r}")
-    return float(value)
 
 
 def _initial_x(kind: str, problem: Problem) -> torch.Tensor:
@@ -157,39 +122,11 @@ class DeepREDSolver(DIPSolver):
         Refresh D(x) every this many iterations (default 10).
     """
 
-    name = "deepred"
-    # RED keeps a long run from fitting the noise, and its outputs settle slowly (small
-    # learning rates, the pull towards x - u), so the variance minimum comes early, before
-    # the estimate is good (benchmarks/results). Early stopping here only ends the run.
-    keep_minimum_variance_estimate = False
-    estimates_noise = False
-    option_defaults: dict[str, Any] = {
-        "denoiser": "nlm",
-        "denoiser_sigma": None,
-        "lam": None,
-        "mu": None,
-        "denoise_every": 10,
-    }
+    method = METHODS["deepred"]
 
     def __init__(self, request: Request, problem: Problem, preset: Preset, device: torch.device):
-        if request.task not in TASK_DEFAULTS:
-            raise ValueError(
-                f"method='deepred' does not support task={request.task!r}; it runs "
-                f"{', '.join(SUPPORTED_TASKS)} (use method='dip' for {request.task})"
-            )
-        defaults = TASK_DEFAULTS[request.task]
-        opts = request.options
-        denoiser = denoisers.check_denoiser(opts.get("denoiser", "nlm"))
-        sigma = opts.get("denoiser_sigma")
-        sigma = defaults.sigma if sigma is None else denoisers.check_sigma(sigma)
-        lam = opts.get("lam")
-        lam = defaults.lam if lam is None else _number("lam", lam, positive=False)
-        mu = opts.get("mu")
-        mu = defaults.mu if mu is None else _number("mu", mu, positive=True)
-        every = opts.get("denoise_every", 10)
-        if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
-            raise ValueError(f"denoise_every must be a positive integer, got {every!r}")
-
+        self.method.check_task(TASKS[request.task])
+        defaults = TASKS[request.task].method_defaults["deepred"]
         changes = {}
         if defaults.lr is not None:
             changes["lr"] = defaults.lr
@@ -197,12 +134,13 @@ class DeepREDSolver(DIPSolver):
             changes["input_noise"] = defaults.input_noise
         super().__init__(request, problem, replace(preset, **changes), device)
 
-        self.denoiser = denoiser
-        self.sigma = sigma
-        self.lam, self.mu, self.denoise_every = lam, mu, int(every)
+        # the options arrive checked, with the task's defaults filled in (napari_dip.methods)
+        opts = self.options
+        self.denoiser = opts["denoiser"]
+        self.sigma = opts["denoiser_sigma"]
+        self.lam, self.mu, self.denoise_every = opts["lam"], opts["mu"], opts["denoise_every"]
         self.x_init = defaults.x_init
-        self.options.update(denoiser=denoiser, denoiser_sigma=sigma, lam=lam, mu=mu,
-                            denoise_every=self.denoise_every)
+        self.returns = defaults.estimate
 
         with torch.no_grad():
             self.x = _initial_x(self.x_init, problem)
@@ -235,7 +173,7 @@ class DeepREDSolver(DIPSolver):
         return extras
 
     def estimate(self) -> torch.Tensor:
-        if self.request.task == "denoise":
+        if self.returns == "ema":
             return self.average.value
         return self.x - self.u
 
@@ -247,7 +185,7 @@ class DeepREDSolver(DIPSolver):
     def parameters(self) -> dict[str, Any]:
         params = super().parameters()
         params["x_init"] = self.x_init
-        params["estimate"] = "ema" if self.request.task == "denoise" else "x_minus_u"
+        params["estimate"] = self.returns
         return params
 
     # -- the background denoiser ----------------------------------------------------------------

@@ -9,6 +9,7 @@ add terms to the objective and updates after the step through two hooks.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Generator
@@ -17,21 +18,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..likelihoods import make_likelihood
+from ..methods import METHODS, Method, noise_level_applies
 from ..networks import make_network
 from ..presets import Preset
 from ..problem import Problem, to_output
 from ..records import Result, Step
 from ..request import Request
+from ..tasks import TASKS
 from ..stabilisers import (
     Backtracking,
     Discrepancy,
     EarlyStopping,
     ExponentialAverage,
+    NoStopping,
     default_patience,
 )
-
-# Poisson rates are clamped away from 0 before the logarithm.
-_RATE_FLOOR = 1e-6
 
 
 def make_input(preset: Preset, problem: Problem, generator: torch.Generator) -> torch.Tensor:
@@ -52,33 +54,24 @@ def make_input(preset: Preset, problem: Problem, generator: torch.Generator) -> 
 CHANNELS_LAST_MAX = 32
 
 class DIPSolver:
-    """Deep Image Prior. Build with a request, its problem and preset; run with :meth:`run`."""
+    """Deep Image Prior. Build with a request, its problem and preset; run with :meth:`run`.
 
-    name = "dip"
-    #: Return the estimate at the early-stopping variance minimum (ES-WMV). Subclasses whose
-    #: runs do not overfit (DeepRED) keep the estimate at the stop instead.
-    keep_minimum_variance_estimate = True
-    #: Whether ``noise_sigma="auto"`` estimates the noise and stops by the discrepancy
-    #: principle (DeepRED, whose runs do not overfit, keeps ES-WMV).
-    estimates_noise = True
-    #: Method options this solver accepts through ``restore(**options)`` and their defaults.
-    option_defaults: dict[str, Any] = {}
+    What the method is (its name, options and stopping behaviour) is declared in
+    :data:`napari_dip.methods.METHODS`; the request's options arrive checked and resolved."""
+
+    method: Method = METHODS["dip"]
 
     def __init__(self, request: Request, problem: Problem, preset: Preset, device: torch.device):
-        unknown = set(request.options) - set(self.option_defaults)
-        if unknown:
-            known = ", ".join(sorted(self.option_defaults)) or "none"
-            raise ValueError(
-                f"unknown option(s) for method={self.name!r}: {', '.join(sorted(unknown))}; "
-                f"this method takes: {known}"
-            )
-        self.options = {**self.option_defaults, **request.options}
+        self.name = self.method.name
+        self.task = TASKS[request.task]
+        self.options = dict(request.options)
         self.request = request
         self.problem = problem
         self.preset = preset
         self.device = device
         self.iterations = request.iterations or preset.iterations
         self.preview_every = request.preview_every
+        self.likelihood = make_likelihood(request.noise)
 
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(request.seed)
@@ -102,55 +95,84 @@ class DIPSolver:
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=preset.lr)
         self.average = ExponentialAverage(preset.ema)
         self.backtracking = Backtracking()
-        # One stopping rule: the discrepancy principle where there is a noise level, else
-        # ES-WMV (when early stopping is on).
         self.noise_sigma, self.noise_sigma_estimated = self._noise_level()
-        self.discrepancy = None
-        if self.noise_sigma is not None:
-            # The data term is a mean over the whole (padded) measurement, which carries data
-            # only where it is known (inpainting).
-            known = 1.0 if request.mask is None else float(1 - request.mask.mean())
-            threshold = (self.noise_sigma / problem.scaling.scale) ** 2 * known
-            if threshold > 0:
-                self.discrepancy = Discrepancy(threshold)
-        self.early_stopping = EarlyStopping(
-            window=100, patience=request.patience or default_patience(self.iterations),
-            generator=self.generator
-        ) if request.early_stop and self.discrepancy is None else None
+        self.stopping = self._stopping_rule()
         self.history: dict[str, list[float]] = {"loss": [], "variance": []}
         # Host syncs: every step on the CPU (free there); on accelerators the loss and the
         # early-stopping numbers stay on the device and reach the host every this many steps.
         self.sync_every = 1 if device.type == "cpu" else 25
 
+    def _stopping_rule(self):
+        """The discrepancy principle where there is a noise level, else ES-WMV when early
+        stopping is on, else none."""
+        request = self.request
+        if self.noise_sigma is not None:
+            # The data term is a mean over the whole (padded) measurement, which carries data
+            # only where it is known (inpainting).
+            known = 1.0 if request.mask is None else float(1 - request.mask.mean())
+            threshold = (self.noise_sigma / self.problem.scaling.scale) ** 2 * known
+            if threshold > 0:
+                return Discrepancy(threshold)
+            self.noise_sigma = None
+        if request.early_stop:
+            return EarlyStopping(
+                window=100, patience=request.patience or default_patience(self.iterations),
+                generator=self.generator)
+        return NoStopping()
+
+    @property
+    def discrepancy(self) -> Discrepancy | None:
+        return self.stopping if isinstance(self.stopping, Discrepancy) else None
+
+    @property
+    def early_stopping(self) -> EarlyStopping | None:
+        return self.stopping if isinstance(self.stopping, EarlyStopping) else None
+
     def _noise_level(self) -> tuple[float | None, bool]:
         """(Gaussian noise standard deviation in the image's units, estimated?) that the
         discrepancy principle stops at, or (None, False) to stop by ES-WMV.
 
-        "auto" estimates it for DIP denoising only: the wavelet estimate (Donoho and
+        "auto" estimates it only for tasks whose measurement keeps its noise at the finest
+        scale (``Task.noise_estimable``: denoising): the wavelet estimate (Donoho and
         Johnstone's median absolute deviation of the finest diagonal coefficients) is
         reliable on a noisy image, but not on holes, low-resolution or blurred
         measurements, whose fine scales hold little of the noise.
         """
         r = self.request
-        if not r.early_stop or r.patience is not None or r.noise != "gaussian":
+        if not noise_level_applies(r.task, self.name, r.noise,
+                                   r.early_stop if r.patience is None else r.patience):
             return None, False
         if isinstance(r.noise_sigma, (int, float)):
             return float(r.noise_sigma), False
-        if r.noise_sigma != "auto" or r.task != "denoise" or not self.estimates_noise:
+        if r.noise_sigma != "auto" or not self.task.noise_estimable:
             return None, False
         from skimage.restoration import estimate_sigma
 
         sigma = float(estimate_sigma(r.image, channel_axis=0, average_sigmas=True))
         return (sigma, True) if sigma > 0 else (None, False)
 
+    # -- warm start -----------------------------------------------------------------------
+    def state(self) -> tuple[dict, dict]:
+        """A copy of the network's weights and the optimiser's state, for :meth:`load_state`
+        of the next part's solver (warm start)."""
+        return ({k: v.detach().clone() for k, v in self.net.state_dict().items()},
+                copy.deepcopy(self.optimizer.state_dict()))
+
+    def load_state(self, state: tuple[dict, dict]) -> None:
+        """Start from another solver's :meth:`state`: the weights and Adam's moments (with
+        fresh moments the first steps jolt every weight by about the learning rate)."""
+        self.net.load_state_dict(state[0])
+        self.optimizer.load_state_dict(state[1])
+
+    def signature(self) -> tuple:
+        """What must match for this solver's state to load into another's."""
+        return (self.preset.network, tuple(self.z.shape[:2]), self.problem.channels,
+                self.problem.z_strides)
+
     # -- hooks for subclasses -------------------------------------------------------------
     def data_term(self, out: torch.Tensor) -> torch.Tensor:
-        """Fidelity of A(out) to y: mean squared error or Poisson negative log-likelihood."""
-        ax = self.problem.operator(out)
-        if self.request.noise == "poisson":
-            rate = ax.clamp_min(_RATE_FLOOR)
-            return (rate - self.problem.y * torch.log(rate)).mean()
-        return torch.mean((ax - self.problem.y) ** 2)
+        """Fidelity of A(out) to y under the noise model's likelihood."""
+        return self.likelihood(self.problem.operator(out), self.problem.y)
 
     def objective(self, out: torch.Tensor) -> torch.Tensor:
         """What Adam minimises this step (DeepRED adds its proximity term)."""
@@ -179,48 +201,45 @@ class DIPSolver:
         finally:
             self.close()
 
+    def _step(self, iteration: int) -> tuple:
+        """One optimisation step; returns what the step record needs, still on the device:
+        (iteration, loss, extras, variance or None, seconds)."""
+        self.net.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        z = self.z
+        sigma_p = self.preset.input_noise
+        if sigma_p > 0:
+            z = z + sigma_p * torch.randn(z.shape, generator=self.generator, device=z.device)
+        out = self.net(z)
+        loss = self.objective(out)
+        loss.backward()
+        self.optimizer.step()
+        out = out.detach()
+
+        extras: dict[str, float] = {}
+        if self.backtracking.due(iteration) and self.backtracking.check(
+                self.fit_psnr(out), self.net):
+            extras["backtracked"] = 1.0
+        self.average.update(out)
+        extras.update(self.after_step(out, iteration))
+        variance = self.stopping.observe(iteration, out, self.estimate(), loss)
+        return iteration, loss.detach(), extras, variance
+
     def _loop(self) -> Generator[Step, None, Result]:
         start = time.perf_counter()
-        sigma_p = self.preset.input_noise
         # Steps wait here, with their numbers still on the device, until the next host sync.
-        pending: list[tuple[int, torch.Tensor, dict, torch.Tensor | None, float]] = []
+        pending: list[tuple] = []
         iteration = 0
         for iteration in range(1, self.iterations + 1):
-            self.net.train()
-            self.optimizer.zero_grad(set_to_none=True)
-            z = self.z
-            if sigma_p > 0:
-                z = z + sigma_p * torch.randn(z.shape, generator=self.generator, device=z.device)
-            out = self.net(z)
-            loss = self.objective(out)
-            loss.backward()
-            self.optimizer.step()
-            out = out.detach()
-
-            extras: dict[str, float] = {}
-            if self.backtracking.due(iteration) and self.backtracking.check(
-                    self.fit_psnr(out), self.net):
-                extras["backtracked"] = 1.0
-            self.average.update(out)
-            extras.update(self.after_step(out, iteration))
-            variance = None
-            if self.early_stopping is not None:
-                variance = self.early_stopping.update(iteration, out, self.estimate())
-            if self.discrepancy is not None:
-                self.discrepancy.update(iteration, loss)
-            pending.append((iteration, loss.detach(), extras, variance,
-                            time.perf_counter() - start))
-
+            pending.append((*self._step(iteration), time.perf_counter() - start))
             preview_due = bool(self.preview_every) and iteration % self.preview_every == 0
-            if not (preview_due or iteration == self.iterations
-                    or len(pending) >= self.sync_every):
+            last = iteration == self.iterations
+            if not (preview_due or last or len(pending) >= self.sync_every):
                 continue
-            stop = (self.early_stopping is not None
-                    and self.early_stopping.should_stop(iteration)) \
-                or (self.discrepancy is not None and self.discrepancy.should_stop(iteration))
+            stop = self.stopping.should_stop(iteration)
             steps = self._flush(pending)
             pending = []
-            if preview_due or stop or iteration == self.iterations:
+            if preview_due or stop or last:
                 steps[-1].preview = to_output(self.estimate(), self.problem, self.request)
             yield from steps
             if stop:
@@ -228,9 +247,9 @@ class DIPSolver:
 
         elapsed = time.perf_counter() - start
         final, stopped_at = self.estimate(), iteration
-        if self.keep_minimum_variance_estimate and self.early_stopping is not None \
-                and self.early_stopping.kept is not None:
-            final, stopped_at = self.early_stopping.kept, self.early_stopping.best_iteration
+        kept = self.stopping.kept() if self.method.keeps_minimum_variance else None
+        if kept is not None:
+            final, stopped_at = kept
         return Result(
             image=to_output(final, self.problem, self.request),
             iterations=iteration,
@@ -247,7 +266,8 @@ class DIPSolver:
         if any(isinstance(v, torch.Tensor) for v in variances):
             variances = [float(v) for v in variances]
         steps = []
-        for (iteration, _, extras, _, elapsed), loss, variance in zip(pending, losses, variances):
+        for (iteration, _, extras, _, elapsed), loss, variance in zip(pending, losses,
+                                                                      variances, strict=True):
             if not math.isfinite(loss):
                 raise FloatingPointError(
                     f"the loss became {loss} at iteration {iteration}; lower the learning "
@@ -258,7 +278,7 @@ class DIPSolver:
             for key, value in extras.items():
                 self.history.setdefault(key, []).append(value)
             self.history["variance"].append(variance)
-            if self.early_stopping is not None:
+            if self.stopping.records_variance:
                 extras["variance"] = variance
             steps.append(Step(iteration, self.iterations, loss, elapsed, None, extras))
         return steps
@@ -272,7 +292,7 @@ class DIPSolver:
             "task": r.task, "method": self.name, "preset": self.preset.name,
             "iterations": self.iterations, "early_stop": r.early_stop, "seed": r.seed,
             "device": str(self.device), "noise": r.noise, "channel_axis": r.channel_axis,
-            "factor": r.factor if r.task == "super_resolution" else None,
+            "factor": r.factor if self.task.needs("factor") else None,
             "kernel": r.kernel_name,
             "lr": self.preset.lr, "input_noise": self.preset.input_noise,
             "input_kind": self.preset.input_kind, "input_channels": self.preset.input_channels,
@@ -280,16 +300,10 @@ class DIPSolver:
             "input_shape": list(r.input_shape), "input_dtype": r.input_dtype,
             "version": __version__,
         }
-        params["stopping"] = None
-        if self.early_stopping is not None:
-            params["stopping"] = "es-wmv"
-            params["early_stop_window"] = self.early_stopping.window
-            params["early_stop_patience"] = self.early_stopping.patience
+        params.update(self.stopping.parameters())
         if self.discrepancy is not None:
-            params.update(stopping="discrepancy", noise_sigma=self.noise_sigma,
-                          noise_sigma_estimated=self.noise_sigma_estimated,
-                          discrepancy_window=self.discrepancy.window,
-                          discrepancy_reached_at=self.discrepancy.reached_at)
+            params.update(noise_sigma=self.noise_sigma,
+                          noise_sigma_estimated=self.noise_sigma_estimated)
         if r.kernel_name == "custom":
             params["kernel"] = np.asarray(r.kernel).tolist()
         params.update({k: _jsonable(v) for k, v in self.options.items()})
