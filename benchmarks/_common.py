@@ -57,9 +57,6 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
 def follow(steps, on_step):
     """Pass every step of an :func:`napari_dip.iterate` generator to ``on_step`` and return
     the run's :class:`~napari_dip.records.Result` (the generator's return value)."""
-    while True:
-        try:
-            step = next(steps)
-        except StopIteration as stop:
-            return stop.value
-        on_step(step)
+    from napari_dip.drivers import drain
+
+    return drain(steps, on_step)

@@ -60,9 +60,8 @@ def shared_data() -> Path:
 
 def drain(steps):
     """Run a step generator to its end: (the steps it yielded, the Result it returned)."""
+    from napari_dip.drivers import drain as run_to_end
+
     seen = []
-    while True:
-        try:
-            seen.append(next(steps))
-        except StopIteration as stop:
-            return seen, stop.value
+    result = run_to_end(steps, seen.append)
+    return seen, result

@@ -15,19 +15,17 @@ from typing import Any
 
 import numpy as np
 
+from .methods import METHODS
+from .tasks import TASKS
+
 #: Key under which results keep their record in ``layer.metadata``.
 METADATA_KEY = "napari_dip"
 #: Key under which sample layers carry the settings they were made for.
 SAMPLE_KEY = "napari_dip_sample"
 
-METHOD_LABELS = {"dip": "DIP", "deepred": "DeepRED"}
-TASK_LABELS = {
-    "denoise": "denoise",
-    "inpaint": "inpaint",
-    "super_resolution": "super-resolution",
-    "deblur": "deblur",
-    "flash_no_flash": "flash/no-flash",
-}
+#: Short names of methods and tasks for layer names, from the registries.
+METHOD_LABELS = {name: method.label for name, method in METHODS.items()}
+TASK_LABELS = {name: task.label for name, task in TASKS.items()}
 
 
 def result_name(input_name: str, method: str, task: str, factor: int | None = None) -> str:

@@ -114,40 +114,53 @@ def _psnr(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
     return 10 * np.log10(data_range**2 / mse) if mse > 0 else float("inf")
 
 
+class _ProgressBar:
+    """A tqdm bar over a run's steps: single images count their iterations, stacks and
+    tiles the whole run's."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, step) -> None:
+        from tqdm import tqdm
+
+        total = step.run_total if step.run_total is not None else step.total
+        done = step.run_iteration if step.run_iteration is not None else step.iteration
+        if self.bar is None:
+            self.bar = tqdm(total=total, unit="it", dynamic_ncols=True, file=sys.stderr)
+        if self.bar.total != total:
+            self.bar.total = total
+        self.bar.update(done - self.bar.n)
+        postfix = {}
+        if step.planes > 1:
+            postfix["plane"] = f"{step.plane}/{step.planes}"
+        if step.tiles > 1:
+            postfix["tile"] = f"{step.tile}/{step.tiles}"
+        postfix["loss"] = f"{step.loss:.3g}"
+        self.bar.set_postfix(postfix, refresh=False)
+
+    def finish(self) -> None:
+        bar = self.bar
+        if bar is not None and bar.n < bar.total:  # stopped early: end the bar there
+            bar.total = bar.n
+            bar.set_postfix_str("stopped early", refresh=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _run(image, kwargs: dict, quiet: bool):
-    from tqdm import tqdm
-
     from .api import iterate
+    from .drivers import drain
 
-    steps = iterate(image, **kwargs)
-    bar = None
+    bar = None if quiet else _ProgressBar()
     try:
-        while True:
-            try:
-                step = next(steps)
-            except StopIteration as stop:
-                if bar is not None and bar.n < bar.total:  # stopped early: end the bar there
-                    bar.total = bar.n
-                    bar.set_postfix_str("stopped early", refresh=True)
-                return stop.value
-            if not quiet:
-                # single images count their iterations; stacks and tiles the whole run's
-                total = step.run_total if step.run_total is not None else step.total
-                done = step.run_iteration if step.run_iteration is not None else step.iteration
-                if bar is None:
-                    bar = tqdm(total=total, unit="it", dynamic_ncols=True, file=sys.stderr)
-                if bar.total != total:
-                    bar.total = total
-                bar.update(done - bar.n)
-                postfix = {}
-                if step.planes > 1:
-                    postfix["plane"] = f"{step.plane}/{step.planes}"
-                if step.tiles > 1:
-                    postfix["tile"] = f"{step.tile}/{step.tiles}"
-                postfix["loss"] = f"{step.loss:.3g}"
-                bar.set_postfix(postfix, refresh=False)
+        result = drain(iterate(image, **kwargs), bar)
+        if bar is not None:
+            bar.finish()
+        return result
     finally:
-        steps.close()
         if bar is not None:
             bar.close()
 

@@ -66,13 +66,16 @@ class Method:
                 f"method={self.name!r} does not support task={task.name!r}; it runs "
                 f"{', '.join(self.tasks)} (use method='dip' for {task.name})")
 
-    def check_options(self, options: Mapping[str, Any], task: Task) -> dict[str, Any]:
+    def check_options(self, options: Mapping[str, Any], task: Task,
+                      keywords: tuple[str, ...] = ()) -> dict[str, Any]:
         """Every option of this method, checked and resolved for ``task``; unknown names
-        raise ValueError with the closest valid name."""
+        raise ValueError with the closest valid name among the options and ``keywords``
+        (the other arguments the caller takes, for typos such as ``iteration=``)."""
         names = [o.name for o in self.options]
         unknown = sorted(set(options) - set(names))
         if unknown:
-            raise ValueError(unknown_keyword_message(unknown, names, f"method={self.name!r}"))
+            raise ValueError(unknown_keyword_message(unknown, names, f"method={self.name!r}",
+                                                     keywords))
         return {o.name: o.check(options.get(o.name, o.default), task) for o in self.options}
 
     def solver_class(self):
@@ -80,11 +83,11 @@ class Method:
         return getattr(import_module(module), name)
 
 
-def unknown_keyword_message(unknown, valid, where: str) -> str:
-    """"unknown argument(s) for WHERE: x (did you mean y?); this method takes: ..." """
+def unknown_keyword_message(unknown, valid, where: str, keywords=()) -> str:
+    """"unknown option(s) for WHERE: x (did you mean y?); this method takes: ..." """
     parts = []
     for name in unknown:
-        close = difflib.get_close_matches(name, valid, n=1)
+        close = difflib.get_close_matches(name, [*valid, *keywords], n=1)
         parts.append(f"{name} (did you mean {close[0]}?)" if close else name)
     known = ", ".join(sorted(valid)) or "none"
     return f"unknown option(s) for {where}: {', '.join(parts)}; this method takes: {known}"

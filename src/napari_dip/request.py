@@ -372,6 +372,12 @@ def _check_image(arr: np.ndarray, layout: Layout, noise: str, single: bool) -> f
 
 
 # -- the whole run ----------------------------------------------------------------------------
+#: The arguments of :func:`build_plan` besides the method's options.
+KEYWORDS = ("axes", "mode", "tile", "overlap", "warm_start", "spacing", "channel_axis", "mask",
+            "factor", "kernel", "flash", "iterations", "early_stop", "preset", "seed",
+            "device", "noise", "noise_sigma", "preview_every")
+
+
 def build_plan(image, task: str = "denoise", method: str = "dip", *, axes: str | None = None,
                mode: str | None = None, tile=None, overlap: int | None = None,
                warm_start=None, spacing=None, channel_axis: int | None = None, mask=None,
@@ -407,7 +413,7 @@ def build_plan(image, task: str = "denoise", method: str = "dip", *, axes: str |
                                                               early_stop, seed)
     noise_sigma = check_noise_sigma(noise_sigma, task=task, method=method, noise=noise,
                                     early_stop=early_stop, value_range=value_range)
-    options = the_method.check_options(options, the_task)
+    options = the_method.check_options(options, the_task, KEYWORDS)
 
     volume = layout.volume
     template = Request(

@@ -1,0 +1,205 @@
+"""One run of the dock widget, from Run to its end: what it restores, where its layers go,
+the live preview, and its state. No Qt and no napari imports: the viewer is used only through
+``viewer.add_image`` and ``viewer.layers`` (with ``remove`` and ``selection``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from ._layers import METADATA_KEY, Geometry, build_metadata, result_name
+from ._runner import PreviewThrottle, RunOutcome
+from ._settings import WidgetSettings, stack_every_for
+
+
+class RunState(Enum):
+    """IDLE: planned, or ended; RUNNING: its worker is going; STOPPING: asked to stop."""
+
+    IDLE = "idle"
+    RUNNING = "running"
+    STOPPING = "stopping"
+
+
+@dataclass(frozen=True)
+class CanvasSource:
+    """What a preview canvas starts from: the input, the super-resolution factor, whether
+    the factor applies along Z (volume) or in-plane, and whether the last axis is RGB."""
+
+    image: np.ndarray
+    factor: int
+    volume: bool
+    rgb: bool
+
+    def blank(self) -> np.ndarray:
+        """The input as float32, or zeros the result's shape when the factor changes it."""
+        if self.factor == 1:
+            return np.array(self.image, dtype=np.float32)
+        shape = list(np.shape(self.image))
+        spatial = len(shape) - (1 if self.rgb else 0)
+        for ax in ((spatial - 3,) if self.volume else (spatial - 2, spatial - 1)):
+            shape[ax] *= self.factor
+        return np.zeros(shape, dtype=np.float32)
+
+
+def look_of(layer) -> dict[str, Any]:
+    """Display settings new layers copy from the input."""
+    look: dict[str, Any] = {"rgb": bool(layer.rgb)}
+    if not layer.rgb:
+        look["colormap"] = layer.colormap.name
+    look["contrast_limits"] = list(layer.contrast_limits)
+    look["gamma"] = float(layer.gamma)
+    return look
+
+
+@dataclass
+class RunSession:
+    """A run: its arguments, the names and geometry of the layers it adds, its preview
+    layer and canvas, the selection to give back, and its :class:`RunState`."""
+
+    kwargs: dict[str, Any]  # the JSON-able arguments of napari_dip.restore
+    inputs: dict[str, Any]  # layer names by argument name (and "plane")
+    name: str  # of the result layer
+    geometry: Geometry  # of the result layer
+    look: dict[str, Any]  # display settings copied from the input
+    canvas_from: CanvasSource
+    plane: list[int] | None = None  # the plane restored alone ("only the current plane")
+    stack_every: int | None = None  # keep the estimate every N iterations
+    selected: list[Any] = field(default_factory=list)  # the selection before the run
+    active: Any = None  # the active layer before the run
+    throttle: PreviewThrottle = field(default_factory=lambda: PreviewThrottle(0.1))
+    state: RunState = RunState.IDLE
+    gen: Generator | None = None  # what the worker runs (napari_dip._runner.run_steps)
+    preview: Any = None  # the preview layer, once shown
+    canvas: np.ndarray | None = None  # a stack's or tiled image's preview so far
+    last_step: Any = None  # the engine's last Step
+
+    @classmethod
+    def plan(cls, settings: WidgetSettings, kwargs: dict[str, Any],
+             arrays: dict[str, np.ndarray], inputs: dict[str, Any], source, *,
+             selected: Sequence[Any] = (), active: Any = None) -> RunSession:
+        """The session for ``restore_arguments``' output; ``source`` is the image layer."""
+        factor = kwargs.get("factor", 1)
+        name = result_name(inputs["image"], kwargs["method"], kwargs["task"], factor)
+        geometry = Geometry.of(source)
+        plane = inputs.get("plane")
+        if plane is not None:  # the result keeps every axis; the leading ones have length 1
+            name += " plane " + ", ".join(map(str, plane))
+            geometry = geometry.at_plane(plane)
+        volume = kwargs.get("mode") == "volume"
+        geometry = geometry.upsampled(factor, axes=(-3,) if volume else (-2, -1))
+        return cls(kwargs=kwargs, inputs=inputs, name=name, geometry=geometry,
+                   look=look_of(source),
+                   canvas_from=CanvasSource(arrays["image"], factor, volume, bool(source.rgb)),
+                   plane=plane, stack_every=stack_every_for(settings, kwargs),
+                   selected=list(selected), active=active)
+
+    @property
+    def preview_name(self) -> str:
+        return f"{self.name} (preview)"
+
+    # -- state ----------------------------------------------------------------------------
+    def start(self, gen: Generator) -> None:
+        if self.state is not RunState.IDLE or self.gen is not None:
+            raise RuntimeError(f"this run was started already (it is {self.state.value})")
+        self.gen = gen
+        self.state = RunState.RUNNING
+
+    def request_stop(self) -> None:
+        if self.state is RunState.RUNNING:
+            self.state = RunState.STOPPING
+
+    def finish(self) -> None:
+        """The worker is done with the generator: close it (releases the engine)."""
+        if self.gen is not None:
+            self.gen.close()
+        self.state = RunState.IDLE
+
+    # -- preview --------------------------------------------------------------------------
+    def full_preview(self, preview: np.ndarray, region) -> np.ndarray:
+        """A preview the shape of the result: a stack's plane or a tile goes into a canvas
+        that starts as the input (zeros when super-resolution changes the shape)."""
+        if region is None:
+            return self.as_layer(preview)
+        if self.canvas is None:
+            self.canvas = self.canvas_from.blank()
+        self.canvas[region] = preview
+        return self.canvas
+
+    def as_layer(self, data: np.ndarray) -> np.ndarray:
+        """A single plane's result with the input's leading axes back, each of length 1."""
+        return data if self.plane is None else data[(np.newaxis,) * len(self.plane)]
+
+    def show_preview(self, viewer, data: np.ndarray) -> None:
+        layer = self.preview
+        if layer is not None and layer in viewer.layers:
+            layer.data = data
+            return
+        self.preview = viewer.add_image(data, name=self.preview_name, **self.look,
+                                        **self.geometry.layer_kwargs())
+
+    def remove_preview(self, layers) -> None:
+        """Take the preview layer out and give the selection back (the preview took it)."""
+        if self.preview is None:
+            return
+        layer, self.preview = self.preview, None
+        if layer in layers:
+            layers.remove(layer)
+        kept = [lay for lay in self.selected if lay in layers]
+        if kept:
+            layers.selection.update(kept)
+            if self.active is not None and self.active in layers:
+                layers.selection.active = self.active
+
+    # -- result ---------------------------------------------------------------------------
+    def add_result(self, viewer, outcome: RunOutcome) -> dict[str, Any]:
+        """Add the result layer (and the iteration stack, if kept); returns its record."""
+        result = outcome.result
+        record = build_metadata(result, restore_kwargs=self.kwargs, inputs=self.inputs,
+                                source_name=self.inputs["image"],
+                                stack_every=self.stack_every)
+        look = dict(self.look)
+        look.pop("contrast_limits", None)  # the result gets its own range
+        if outcome.stack:
+            every = self.stack_every
+            stack_geometry = self.geometry.with_leading_axis(step=every, start=every)
+            viewer.add_image(
+                np.stack(outcome.stack), name=f"{self.name} iterations", **look,
+                metadata={METADATA_KEY: {**record, "history": {},
+                                         "stack_iterations": outcome.stack_iterations}},
+                **stack_geometry.layer_kwargs())
+        viewer.add_image(self.as_layer(result.image), name=self.name,
+                         metadata={METADATA_KEY: record},
+                         **look, **self.geometry.layer_kwargs())
+        return record
+
+    def done_text(self, result) -> str:
+        """The status line for a finished run."""
+        parts = getattr(result, "parts", None) or []
+        if parts:
+            planes = len({tuple(p["index"]) for p in parts})
+            tiles = len(parts) // max(planes, 1)
+            what = f"{planes} plane{'s' if planes > 1 else ''}" if planes > 1 or tiles == 1 \
+                else ""
+            if tiles > 1:
+                what += (", " if what else "") + f"{tiles} tiles" + (" each" if planes > 1
+                                                                     else "")
+            stopped = f" ({what})"
+        else:
+            stopped = (f", kept iteration {result.stopped_at} (early stop)"
+                       if result.stopped_at != result.iterations else "")
+        return (f"done: {result.iterations} iterations{stopped}, "
+                f"{result.elapsed:.0f} s \u2192 {self.name}")
+
+    def stopped_text(self) -> str:
+        """The status line for a run stopped before its end."""
+        step = self.last_step
+        where = f" at iteration {step.iteration}" if step is not None else ""
+        return f"stopped{where}; nothing was added"
+
+
+__all__ = ["CanvasSource", "RunSession", "RunState", "look_of"]
