@@ -174,45 +174,48 @@ def _tile_argument(value: str | None):
         raise ValueError(f"--tile must be a number of pixels or 'auto', got {value!r}") from None
 
 
-def _restore_command(args) -> int:
-    from .imageio import read_data, read_image, write_image
+def _load_input(args, kwargs: dict):
+    """(image, ground truth or None, the file read or None, output path), filling in what the
+    sample or the file says about itself (its task, mask, axes or channel axis)."""
+    from .imageio import read_data
 
-    truth = None
-    source = None
-    kwargs: dict = {}
     if args.sample is not None:
         if args.input is not None:
             raise ValueError("give either INPUT or --sample, not both")
         from .samples import load_sample
 
         sample = load_sample(args.sample)
-        image, truth = sample.degraded, sample.truth
         kwargs.update(sample.kwargs)
         if sample.mask is not None:
             kwargs["mask"] = sample.mask
-        output = Path(args.output or "napari-dip-sample.png")
         print(f"sample: {sample.description}", file=sys.stderr)
-    else:
-        if args.input is None:
-            raise ValueError("give an INPUT image file, or --sample to try a bundled one")
-        source = read_data(args.input)
-        image = source.array
-        stem = Path(args.input).name
-        for suffix in (".nii.gz", Path(args.input).suffix):
-            if suffix and stem.lower().endswith(suffix.lower()):
-                stem = stem[:-len(suffix)]
-                break
-        output = Path(args.output or Path(args.input).with_name(stem + "_restored.tif"))
-        if args.axes is None and args.channel_axis is None:
-            if image.ndim == 3 and image.shape[-1] in (3, 4) and source.axes in (None, "YXC"):
-                kwargs["channel_axis"] = -1
-            elif image.ndim > 2:
-                if source.axes is None:
-                    raise ValueError(
-                        f"{Path(args.input).name} has {image.ndim} dimensions (shape "
-                        f"{image.shape}) and does not name them; pass --axes, e.g. --axes "
-                        f"{'ZYX' if image.ndim == 3 else 'TZYX'}")
-                kwargs["axes"] = source.axes
+        return sample.degraded, sample.truth, None, Path(args.output or "napari-dip-sample.png")
+    if args.input is None:
+        raise ValueError("give an INPUT image file, or --sample to try a bundled one")
+    source = read_data(args.input)
+    image = source.array
+    stem = Path(args.input).name
+    for suffix in (".nii.gz", Path(args.input).suffix):
+        if suffix and stem.lower().endswith(suffix.lower()):
+            stem = stem[:-len(suffix)]
+            break
+    output = Path(args.output or Path(args.input).with_name(stem + "_restored.tif"))
+    if args.axes is None and args.channel_axis is None:
+        if image.ndim == 3 and image.shape[-1] in (3, 4) and source.axes in (None, "YXC"):
+            kwargs["channel_axis"] = -1
+        elif image.ndim > 2:
+            if source.axes is None:
+                raise ValueError(
+                    f"{Path(args.input).name} has {image.ndim} dimensions (shape "
+                    f"{image.shape}) and does not name them; pass --axes, e.g. --axes "
+                    f"{'ZYX' if image.ndim == 3 else 'TZYX'}")
+            kwargs["axes"] = source.axes
+    return image, None, source, output
+
+
+def _layout_arguments(args, kwargs: dict, source) -> None:
+    """--channel-axis, --axes, --mode, --tile, --overlap, --no-warm-start (and the file's
+    voxel size for --mode volume)."""
     if args.channel_axis is not None:
         if args.axes is not None:
             raise ValueError("give either --axes (with a C for channels) or --channel-axis")
@@ -233,6 +236,13 @@ def _restore_command(args) -> int:
         kwargs["warm_start"] = False
     if kwargs.get("mode") == "volume" and source is not None and source.spacing is not None:
         kwargs["spacing"] = source.spacing
+
+
+def _task_arguments(args, kwargs: dict) -> None:
+    """The task's inputs (--mask, --flash, --factor, --kernel), the method's options and
+    the run's settings."""
+    from .imageio import read_image
+
     if args.task:
         kwargs["task"] = args.task
     if args.mask:
@@ -261,6 +271,30 @@ def _restore_command(args) -> int:
     if args.noise_sigma is not None:
         kwargs["noise_sigma"] = _noise_sigma_argument(args.noise_sigma)
 
+
+def _summary(output: Path, result, image, truth) -> dict:
+    summary = {
+        "output": str(output), "iterations": result.iterations,
+        "stopped_at": result.stopped_at, "seconds": round(result.elapsed, 2),
+        "device": result.parameters.get("device"),
+    }
+    for key in ("axes", "mode", "planes", "tile", "tiles"):
+        if result.parameters.get(key) is not None:
+            summary[key] = result.parameters[key]
+    if truth is not None and truth.shape == result.image.shape:
+        data_range = float(truth.max() - truth.min())
+        summary["psnr_input"] = round(_psnr(image, truth, data_range), 2)
+        summary["psnr_result"] = round(_psnr(result.image, truth, data_range), 2)
+    return summary
+
+
+def _restore_command(args) -> int:
+    from .imageio import write_image
+
+    kwargs: dict = {}
+    image, truth, source, output = _load_input(args, kwargs)
+    _layout_arguments(args, kwargs, source)
+    _task_arguments(args, kwargs)
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {args.threads}")
@@ -274,19 +308,7 @@ def _restore_command(args) -> int:
     axes = kwargs.get("axes")
     write_image(output, result.image, str(np.asarray(image).dtype), result.parameters,
                 source=source, axes=axes.upper() if axes else None)
-    summary = {
-        "output": str(output), "iterations": result.iterations,
-        "stopped_at": result.stopped_at, "seconds": round(result.elapsed, 2),
-        "device": result.parameters.get("device"),
-    }
-    for key in ("axes", "mode", "planes", "tile", "tiles"):
-        if result.parameters.get(key) is not None:
-            summary[key] = result.parameters[key]
-    if truth is not None and truth.shape == result.image.shape:
-        data_range = float(truth.max() - truth.min())
-        summary["psnr_input"] = round(_psnr(image, truth, data_range), 2)
-        summary["psnr_result"] = round(_psnr(result.image, truth, data_range), 2)
-    print(json.dumps(summary))
+    print(json.dumps(_summary(output, result, image, truth)))
     return 0
 
 
