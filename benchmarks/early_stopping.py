@@ -37,10 +37,9 @@ import time
 
 import numpy as np
 import torch
-from skimage import data, img_as_float, io
-
 from _common import RESULTS, SHARED, follow, machine, markdown_table, psnr
 from quality import SIGMA, images
+from skimage import data, img_as_float, io
 from speed import es_stop
 
 ITERATIONS = 1500
@@ -173,7 +172,7 @@ def discrepancy_stop(loss: list[float], threshold: float) -> int:
 def held_out_stop(its: list[int], errors: list[float], patience: int) -> tuple[int, int]:
     """(stop, kept) of the hold-out rule on the preview grid, as ES-WMV's patience."""
     best, best_at = np.inf, its[0]
-    for it, e in zip(its, errors):
+    for it, e in zip(its, errors, strict=True):
         if e < best:
             best, best_at = e, it
         if it - best_at >= patience:
@@ -224,7 +223,7 @@ def plot(runs: dict, rows: list[dict], path) -> None:
     cols = 3
     nrows = -(-len(rows) // cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 2.8 * nrows), squeeze=False)
-    for ax, row in zip(axes.flat, rows):
+    for ax, row in zip(axes.flat, rows, strict=False):
         plain, held = runs[row["image"]]["plain"], runs[row["image"]]["held"]
         ax.plot(plain["iterations"], plain["psnr"], label="all pixels")
         ax.plot(held["iterations"], held["psnr"], label=f"{HELD_OUT:.0%} held out")

@@ -160,11 +160,11 @@ def network_comparison(device: str) -> list[dict]:
     from dataclasses import replace
 
     import numpy as np
+    from _common import psnr
+    from quality import SIGMA, images
 
     import napari_dip.presets as presets
-    from _common import psnr
     from napari_dip import iterate
-    from quality import SIGMA, images
 
     original = presets.get_preset
     rows = []

@@ -21,17 +21,16 @@ import time
 
 import numpy as np
 import torch
+from _common import RESULTS, SHARED, follow, machine, markdown_table, psnr, ssim
 from skimage import data, img_as_float, io
 from skimage.restoration import (
     denoise_nl_means,
     denoise_tv_chambolle,
-    estimate_sigma,
     inpaint_biharmonic,
     wiener,
 )
 from skimage.transform import resize
 
-from _common import RESULTS, SHARED, follow, machine, markdown_table, psnr, ssim
 from napari_dip import iterate
 from napari_dip.kernels import blur_kernel
 from napari_dip.operators import Blur, Downsample
@@ -253,7 +252,8 @@ def bench_poisson(imgs, device, full, rows):
     # Anscombe transform, BM3D at unit sigma, exact unbiased inverse (closed-form approx.)
     a = 2 * np.sqrt(counts + 3 / 8)
     d, t = timed(bm3d, a, 1.0)
-    inv = (d / 2) ** 2 + 0.25 * np.sqrt(1.5) / d - 11 / 8 / d**2 + 5 / 8 * np.sqrt(1.5) / d**3 - 1 / 8
+    inv = (d / 2) ** 2 + 0.25 * np.sqrt(1.5) / d - 11 / 8 / d**2 \
+        + 5 / 8 * np.sqrt(1.5) / d**3 - 1 / 8
     rows.append({**base, "method": "Anscombe + BM3D", "psnr": psnr(inv, clean, peak),
                  "seconds": t})
     for label, kw in [("DIP fast, Poisson NLL", {"noise": "poisson"}), ("DIP fast, MSE", {})]:
@@ -278,7 +278,7 @@ def plot(rows: list[dict], path) -> None:
     cols = 3
     nrows = -(-len(groups) // cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 2.1 * nrows), squeeze=False)
-    for ax, ((task, image), group) in zip(axes.flat, groups.items()):
+    for ax, ((task, image), group) in zip(axes.flat, groups.items(), strict=False):
         names = [g["method"] for g in group]
         values = [g["psnr"] for g in group]
         colours = ["tab:blue" if n.startswith(("DIP", "DeepRED")) else "0.6" for n in names]

@@ -23,7 +23,6 @@ import time
 
 import numpy as np
 import torch
-
 from _common import RESULTS, follow, machine, markdown_table, psnr
 
 TIMING_STEPS = 12  # after 3 warm-up steps
@@ -132,7 +131,7 @@ def time_to_quality(size: int, device: str, presets=("fast", "paper"), limits=No
         limit = (limits or {}).get(preset) or get_preset(preset, "denoise").iterations
         iterations, times, values, elapsed = [], [], [], []
 
-        def record(step):
+        def record(step, elapsed=elapsed, iterations=iterations, times=times, values=values):
             elapsed.append(step.elapsed)
             if step.preview is not None:
                 iterations.append(step.iteration)
@@ -170,7 +169,7 @@ def ttq_targets(curves: list[dict]) -> list[dict]:
             continue
         fast, paper = by["fast"], by["paper"]
         goal = paper["best_psnr"] - 0.3
-        reached = [t for t, v in zip(fast["times"], fast["psnrs"]) if v >= goal]
+        reached = [t for t, v in zip(fast["times"], fast["psnrs"], strict=True) if v >= goal]
         fast_s = reached[0] if reached else float("nan")
         rows.append({"size": f"{size}²", "paper best PSNR": paper["best_psnr"],
                      "goal (paper best − 0.3)": goal, "fast best PSNR": fast["best_psnr"],
@@ -279,7 +278,8 @@ def main() -> None:
                     **({"GPU MB": ours["gpu_mb"]} if ours.get("gpu_mb") else {}),
                     "rounds ms": ours["rounds"], "rounds plain ms": plain["rounds"]})
                 print(rows[-1], flush=True)
-    if not args.quick and not args.ttq_only:  # the memory target: a 1024x1024 colour denoise with the fast preset
+    # the memory target: a 1024x1024 colour denoise with the fast preset
+    if not args.quick and not args.ttq_only:
         big = _time_one("fast", 1024, True, args.device, steps=3)
         rows.append({"preset": "fast", "size": "1024²", "colour": "RGB",
                      "ms/iteration": big["ms"], "peak MB (process)": big["peak_mb"],

@@ -34,7 +34,6 @@ import sys
 import time
 
 import numpy as np
-
 from _common import RESULTS, SHARED, machine, markdown_table, psnr
 
 N = 1500  # the fast preset's denoising limit
@@ -196,9 +195,9 @@ print(json.dumps({{"tiles": r.parameters["tiles"], "tile": r.parameters["tile"],
 
 
 def tiled_memory(device: str) -> list[dict]:
-    from napari_dip.sizing import part_bytes
     from napari_dip.memory import gib
     from napari_dip.request import build_plan
+    from napari_dip.sizing import part_bytes
 
     rows = []
     for tile in (512,):

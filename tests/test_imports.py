@@ -42,4 +42,4 @@ def test_lazy_public_names():
     assert callable(napari_dip.restore) and callable(napari_dip.iterate)
     assert set(napari_dip.__all__) >= {"restore", "iterate", "Result", "Step"}
     with pytest.raises(AttributeError):
-        napari_dip.does_not_exist
+        _ = napari_dip.does_not_exist

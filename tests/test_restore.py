@@ -181,7 +181,8 @@ def test_poisson_noise_model_denoises_photon_counts():
     with_poisson = psnr(poisson.image, sample.truth, 30)
     with_mse = psnr(gaussian.image, sample.truth, 30)
     assert with_poisson - noisy > 3.0, (noisy, with_poisson)
-    # the likelihood that matches the noise fits faster than squared error (measured: +1.8 dB at 400 steps)
+    # the likelihood that matches the noise fits faster than squared error (measured: +1.8 dB
+    # at 400 steps)
     assert with_poisson > with_mse + 1.0, (with_poisson, with_mse)
 
 

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from conftest import drain
 
 from napari_dip import iterate, restore

@@ -34,7 +34,7 @@ def test_tiles_cover_the_plane_and_weights_blend_smoothly():
     assert tile_starts(128, 64, 16) == [0, 32, 64]
     starts = tile_starts(1000, 256, 64)
     assert starts[0] == 0 and starts[-1] == 1000 - 256
-    assert all(b - a <= 256 - 64 for a, b in zip(starts, starts[1:]))  # overlap >= 64
+    assert all(b - a <= 256 - 64 for a, b in zip(starts, starts[1:], strict=False))  # overlap >= 64
     boxes = tile_boxes((100, 130), 64, 16)
     total = np.zeros((100, 130))
     for box in boxes:

@@ -14,11 +14,11 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 from napari.layers import Image, Labels  # noqa: E402
+from widget_helpers import PLUGIN, TIMEOUT_MS, errors, open_widget, run_to_end, shown  # noqa: E402,F401
 
 import napari_dip  # noqa: E402
 from napari_dip import _widget  # noqa: E402
 from napari_dip._layers import METADATA_KEY  # noqa: E402
-from widget_helpers import PLUGIN, TIMEOUT_MS, errors, open_widget, run_to_end, shown  # noqa: E402,F401
 
 pytestmark = pytest.mark.gui
 

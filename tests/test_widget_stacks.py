@@ -46,9 +46,10 @@ def test_geometry_of_a_plane_and_of_thin_slices():
 napari = pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
+from widget_helpers import errors, open_widget, run_to_end, shown  # noqa: E402,F401
+
 from napari_dip import _widget, restore  # noqa: E402
 from napari_dip._layers import METADATA_KEY  # noqa: E402
-from widget_helpers import errors, open_widget, run_to_end, shown  # noqa: E402,F401
 
 
 def _stack(planes=3, size=32, seed=0):

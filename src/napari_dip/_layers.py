@@ -46,7 +46,7 @@ class Geometry:
     axis_labels: tuple[str, ...] | None = None
 
     @classmethod
-    def of(cls, layer) -> "Geometry":
+    def of(cls, layer) -> Geometry:
         """Read the geometry of a napari layer (or anything with the same attributes)."""
         units = getattr(layer, "units", None)
         labels = getattr(layer, "axis_labels", None)
@@ -57,7 +57,7 @@ class Geometry:
             axis_labels=None if labels is None else tuple(str(a) for a in labels),
         )
 
-    def upsampled(self, factor: int, axes: Sequence[int] = (-2, -1)) -> "Geometry":
+    def upsampled(self, factor: int, axes: Sequence[int] = (-2, -1)) -> Geometry:
         """Geometry of an image with ``factor`` times more pixels along ``axes`` (Y and X;
         Z for thick slices made thin) covering the same field of view: scale s/f and
         translate shifted by -s(f-1)/(2f), so that the centre of each block of f output
@@ -81,7 +81,7 @@ class Geometry:
             kwargs["axis_labels"] = self.axis_labels
         return kwargs
 
-    def at_plane(self, index: Sequence[int]) -> "Geometry":
+    def at_plane(self, index: Sequence[int]) -> Geometry:
         """This geometry for a single plane cut at ``index`` on the leading axes (the result
         keeps those axes with length 1): their translate moves to the plane."""
         translate = list(self.translate)
@@ -90,7 +90,7 @@ class Geometry:
         return Geometry(self.scale, tuple(translate), self.units, self.axis_labels)
 
     def with_leading_axis(self, step: float, start: float, unit: str = "pixel",
-                          label: str = "iteration") -> "Geometry":
+                          label: str = "iteration") -> Geometry:
         """This geometry with an extra first axis (e.g. the iteration of a stack)."""
         units = None if self.units is None else (unit, *self.units)
         labels = None if self.axis_labels is None else (label, *self.axis_labels)

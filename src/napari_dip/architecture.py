@@ -26,7 +26,8 @@ class NetworkConfig:
     def __post_init__(self):
         n = len(self.channels_down)
         if n == 0 or len(self.channels_up) != n or len(self.channels_skip) != n:
-            raise ValueError("channels_down, channels_up and channels_skip need one entry per scale")
+            raise ValueError("channels_down, channels_up and channels_skip need one entry per "
+                             "scale")
         if self.upsample not in ("bilinear", "nearest"):
             raise ValueError(f"upsample must be 'bilinear' or 'nearest', got {self.upsample!r}")
 

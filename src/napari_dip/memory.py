@@ -42,7 +42,7 @@ def activation_count(config, in_channels: int, out_channels: int, shape: tuple[i
     for i in range(config.scales):
         pixels = math.prod(size)
         strides = [2] * len(size) if z_strides is None else [z_strides[i], 2, 2]
-        down_size = [-(-n // s) for n, s in zip(size, strides)]
+        down_size = [-(-n // s) for n, s in zip(size, strides, strict=True)]
         down_pixels = math.prod(down_size)
         down, up, skip = config.channels_down[i], config.channels_up[i], config.channels_skip[i]
         total += 3 * skip * pixels  # skip branch: conv, BN, activation

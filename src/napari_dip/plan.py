@@ -152,7 +152,8 @@ class Plan:
         sel = index + (Ellipsis,) + (tuple(box) if box is not None else ())
         image = np.asarray(self.image[sel], dtype=np.float64)
         if reason == "constant":
-            shape = (image.shape[0], *(n * f for n, f in zip(image.shape[1:], self.factors)))
+            shape = (image.shape[0], *(n * f for n, f in zip(image.shape[1:], self.factors,
+                                                                strict=True)))
             return np.full(shape, image.flat[0])
         return image
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
 from .architecture import NetworkConfig, padded_layout, padded_length, padded_size
 from .operators import Operator
 from .plan import Request
@@ -33,7 +34,7 @@ class Scaling:
 
     @classmethod
     def fit(cls, data: np.ndarray, noise: str = "gaussian",
-            value_range: tuple[float, float] | None = None) -> "Scaling":
+            value_range: tuple[float, float] | None = None) -> Scaling:
         """Map ``data``'s own [min, max] (or ``value_range``, e.g. the whole image's range for
         one of its tiles) to [0, 1]."""
         if value_range is None:
@@ -86,12 +87,12 @@ class Problem:
     @property
     def estimate_shape(self) -> tuple[int, ...]:
         n, c, *spatial = self.y.shape
-        return (n, c, *(s * f for s, f in zip(spatial, self.factors)))
+        return (n, c, *(s * f for s, f in zip(spatial, self.factors, strict=True)))
 
 
 def _pad(a: np.ndarray, before: tuple[int, ...], after: tuple[int, ...]) -> np.ndarray:
     k = len(before)
-    widths = [(0, 0)] * (a.ndim - k) + list(zip(before, after))
+    widths = [(0, 0)] * (a.ndim - k) + list(zip(before, after, strict=True))
     return np.pad(a, widths, mode="reflect")
 
 

@@ -25,7 +25,6 @@ from ..presets import Preset
 from ..problem import Problem, to_output
 from ..records import Result, Step
 from ..request import Request
-from ..tasks import TASKS
 from ..stabilisers import (
     Backtracking,
     Discrepancy,
@@ -34,6 +33,7 @@ from ..stabilisers import (
     NoStopping,
     default_patience,
 )
+from ..tasks import TASKS
 
 
 def make_input(preset: Preset, problem: Problem, generator: torch.Generator) -> torch.Tensor:
