@@ -56,9 +56,9 @@ from scipy import ndimage
 
 from .. import denoisers
 from ..methods import METHODS
+from ..plan import Request
 from ..presets import Preset
 from ..problem import Problem
-from ..request import Request
 from ..tasks import TASKS, DeepREDDefaults
 from .dip import DIPSolver
 

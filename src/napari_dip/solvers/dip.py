@@ -21,10 +21,10 @@ import torch
 from ..likelihoods import make_likelihood
 from ..methods import METHODS, Method, noise_level_applies
 from ..networks import make_network
+from ..plan import Request
 from ..presets import Preset
 from ..problem import Problem, to_output
 from ..records import Result, Step
-from ..request import Request
 from ..stabilisers import (
     Backtracking,
     Discrepancy,
