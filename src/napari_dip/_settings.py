@@ -17,6 +17,7 @@ import numpy as np
 
 from ._layers import layer_axes
 from .methods import METHODS, noise_level_applies
+from .stacks import runs_in_parts
 from .tasks import TASKS
 
 #: Choices of the widget's combo boxes: (text shown, value).
@@ -120,11 +121,12 @@ def tiles_for(settings: WidgetSettings, mode: str | None) -> bool:
 
 
 def warm_start_applies(settings: WidgetSettings, axes: str | None) -> bool:
-    """Whether the run has parts that can each start from the previous one: the planes of
-    a stack, the time points of a volume, or tiles."""
+    """Whether the run has parts that can each start from the previous one (the engine's
+    rule, :func:`napari_dip.stacks.runs_in_parts`): the planes of a stack, the time points
+    of a volume, or tiles. "Only the current plane" restores one plane."""
     mode = stack_mode_for(settings, axes)
-    return mode == "slices" or tiles_for(settings, mode) or (mode == "volume"
-                                                             and "T" in axes)
+    run_axes = axes if mode in ("slices", "volume") else ""
+    return runs_in_parts(run_axes, mode, tiles_for(settings, mode))
 
 
 def noise_level_for(settings: WidgetSettings) -> bool:

@@ -86,6 +86,11 @@ def padded_size(size: int, factor: int, config: NetworkConfig) -> int:
     return padded_length(size, factor, config.size_multiple, config.min_size)
 
 
+def size_factors(spatial_dims: int, factor: int, z_factor: int = 1) -> tuple[int, ...]:
+    """Estimate/measurement size ratio along each spatial axis: (Y, X), or (Z, Y, X)."""
+    return ((z_factor,) if spatial_dims == 3 else ()) + (factor, factor)
+
+
 def padded_layout(spatial: tuple[int, ...], factor: int, z_factor: int,
                   spacing: tuple[float, float, float] | None, config: NetworkConfig
                   ) -> tuple[tuple[int, ...], tuple[int, ...] | None]:

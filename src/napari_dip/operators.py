@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .architecture import size_factors
 from .kernels import blur_kernel, lanczos2_taps
 
 
@@ -39,13 +40,13 @@ class Operator(torch.nn.Module):
     def measurement_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of ``A(x)`` for an estimate ``x`` of ``shape`` (N, C, *spatial)."""
         n, c, *spatial = shape
-        factors = ((self.z_factor,) if len(spatial) == 3 else ()) + (self.factor, self.factor)
+        factors = size_factors(len(spatial), self.factor, self.z_factor)
         return (n, c, *(s // f for s, f in zip(spatial, factors, strict=True)))
 
     def estimate_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of an estimate whose measurement has ``shape``."""
         n, c, *spatial = shape
-        factors = ((self.z_factor,) if len(spatial) == 3 else ()) + (self.factor, self.factor)
+        factors = size_factors(len(spatial), self.factor, self.z_factor)
         return (n, c, *(s * f for s, f in zip(spatial, factors, strict=True)))
 
     def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:  # noqa: N802

@@ -38,7 +38,7 @@ class Request:
     input_shape: tuple[int, ...]
     input_dtype: str
     options: dict[str, Any] = field(default_factory=dict)
-    # Set by the stack, volume and tile drivers (napari_dip.drivers) for the parts they run:
+    # Set for the parts of stacks, volumes and tiles (Plan.part):
     z_factor: int = 1  # volumes: super-resolution along Z
     value_range: tuple[float, float] | None = None  # normalise by this range, not the part's
     spacing: tuple[float, float, float] | None = None  # volumes: (z, y, x) voxel size
@@ -65,7 +65,7 @@ class Request:
 
 @dataclass
 class Plan:
-    """A validated multi-part run. Arrays are views of the caller's (never written to) in
+    """A validated run of one or more parts. Arrays are views of the caller's (never written to) in
     the engine's order: ``image`` (*iterated, C, *spatial), ``mask`` (*iterated, *spatial)
     and ``flash`` (*iterated, C', *spatial)."""
 
@@ -97,11 +97,8 @@ class Plan:
         the caller's layout for the result (``channel_axis`` as given)."""
         if not self.single:
             raise ValueError("this run has several parts; use the plan's parts")
-        return replace(self.template, image=np.array(self.image, dtype=np.float64),
-                       mask=None if self.mask is None else np.array(self.mask, dtype=bool),
-                       flash=None if self.flash is None
-                       else np.array(self.flash, dtype=np.float64),
-                       channel_axis=self.channel_axis, input_shape=self.input_shape)
+        request, _ = self.part((), None)  # never skipped: validation refused those images
+        return replace(request, channel_axis=self.channel_axis, input_shape=self.input_shape)
 
     @property
     def factors(self) -> tuple[int, ...]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .architecture import NetworkConfig, padded_layout, padded_length, padded_size
+from .architecture import NetworkConfig, padded_layout, padded_length, padded_size, size_factors
 from .operators import Operator
 from .plan import Request
 from .presets import largest_hole_radius
@@ -81,8 +81,7 @@ class Problem:
     @property
     def factors(self) -> tuple[int, ...]:
         """Estimate/measurement size ratio along each spatial axis."""
-        return (self.z_factor, self.factor, self.factor) if self.volume \
-            else (self.factor, self.factor)
+        return size_factors(self.y.ndim - 2, self.factor, self.z_factor)
 
     @property
     def estimate_shape(self) -> tuple[int, ...]:
@@ -101,7 +100,7 @@ def build_problem(request: Request, config: NetworkConfig, device: torch.device)
     task registry builds."""
     spatial = tuple(request.spatial_shape)
     f, fz = request.factor, request.z_factor
-    factors = (fz, f, f) if len(spatial) == 3 else (f, f)
+    factors = size_factors(len(spatial), f, fz)
     padded, strides = padded_layout(spatial, f, fz, request.spacing, config)
     before = tuple((p - n) // 2 for p, n in zip(padded, spatial, strict=True))
     after = tuple(p - n - b for p, n, b in zip(padded, spatial, before, strict=True))

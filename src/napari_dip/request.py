@@ -11,6 +11,7 @@ method takes from :mod:`napari_dip.methods`.
 
 from __future__ import annotations
 
+import inspect
 import numbers
 
 import numpy as np
@@ -27,6 +28,7 @@ from .stacks import (
     check_tile,
     check_warm_start,
     parse_axes,
+    runs_in_parts,
 )
 from .tasks import NOISE_MODELS, TASKS, Task, choice, get_noise_model, get_task, tasks_needing
 
@@ -219,20 +221,22 @@ def _check_mode(layout: Layout, task: Task, method: Method, tile, shape) -> None
                              f"task={task.name!r}; use mode='slices' to {task.name} plane "
                              "by plane")
         if not method.volume:
-            raise ValueError(f"mode='volume' runs method='dip' only; use mode='slices' for "
-                             f"method={method.name!r}")
+            volume_methods = " or ".join(f"method={m.name!r}" for m in METHODS.values()
+                                         if m.volume)
+            raise ValueError(f"mode='volume' runs {volume_methods} only; use mode='slices' "
+                             f"for method={method.name!r}")
         if tile is not None:
             raise ValueError("tile= splits large 2-D planes; mode='volume' restores the whole "
                              "volume at once (use mode='slices' to tile each plane)")
     if tile is not None and "tiles" not in task.modes:
-        raise ValueError(f"task={task.name!r} cannot be tiled: its blur wraps around the "
-                         "borders of what it restores, which would leave seams between "
-                         "tiles; restore the whole image (tile=None)")
+        raise ValueError(f"task={task.name!r} cannot be tiled: {task.untiled_reason}; "
+                         "restore the whole image (tile=None)")
 
 
 def _check_parts_arguments(layout: Layout, tile, warm_start, spacing) -> None:
     """Refuse arguments that the run would ignore."""
-    if warm_start is not None and not layout.iterated and tile is None:
+    if warm_start is not None and not runs_in_parts(layout.axes, layout.mode,
+                                                    tile is not None):
         raise ValueError(f"warm_start={warm_start!r} applies to stacks and tiles (each part "
                          "starts from the previous one); this run is one image: drop it")
     if spacing is not None and not layout.volume:
@@ -353,7 +357,7 @@ def _check_inputs(task: Task, raw, layout, arr, mask, flash, single: bool):
     return fill, fl
 
 
-def _check_image(arr: np.ndarray, layout: Layout, noise: str, single: bool) -> float:
+def _check_image(arr: np.ndarray, noise: str, single: bool) -> float:
     """Size, values and the noise model's needs; returns the value range."""
     h, w = arr.shape[-2:]
     if min(h, w) < MIN_SIZE:
@@ -372,12 +376,6 @@ def _check_image(arr: np.ndarray, layout: Layout, noise: str, single: bool) -> f
 
 
 # -- the whole run ----------------------------------------------------------------------------
-#: The arguments of :func:`build_plan` besides the method's options.
-KEYWORDS = ("axes", "mode", "tile", "overlap", "warm_start", "spacing", "channel_axis", "mask",
-            "factor", "kernel", "flash", "iterations", "early_stop", "preset", "seed",
-            "device", "noise", "noise_sigma", "preview_every")
-
-
 def build_plan(image, task: str = "denoise", method: str = "dip", *, axes: str | None = None,
                mode: str | None = None, tile=None, overlap: int | None = None,
                warm_start=None, spacing=None, channel_axis: int | None = None, mask=None,
@@ -396,16 +394,16 @@ def build_plan(image, task: str = "denoise", method: str = "dip", *, axes: str |
     the_method.check_task(the_task)
     raw = check_array(image, "image")
     layout = _layout(raw, axes, mode, channel_axis)
-    single = axes is None
     tile, overlap = check_tile(tile, overlap)
+    one_image = axes is None and tile is None  # a 2-D image: its own messages
     _check_parts_arguments(layout, tile, warm_start, spacing)
     warm = check_warm_start(warm_start)
     spacing = check_spacing(spacing)
     _check_mode(layout, the_task, the_method, tile, raw.shape)
 
     arr = _engine_order(raw, layout)  # a view: nothing copied
-    value_range = _check_image(arr, layout, noise, single and tile is None)
-    fill, fl = _check_inputs(the_task, raw, layout, arr, mask, flash, single and tile is None)
+    value_range = _check_image(arr, noise, one_image)
+    fill, fl = _check_inputs(the_task, raw, layout, arr, mask, flash, one_image)
     factor = check_factor(the_task, factor,
                           the_task.volume_factors if layout.volume else None)
     kernel_array, kernel_name = check_kernel(the_task, kernel, arr.shape[-2:])
@@ -438,6 +436,11 @@ def build_plan(image, task: str = "denoise", method: str = "dip", *, axes: str |
                 output_shape=tuple(out_shape), input_shape=tuple(raw.shape),
                 input_dtype=str(raw.dtype),
                 channel_axis=layout.channel if channel_axis is None else channel_axis)
+
+
+#: The arguments of :func:`build_plan` besides the method's options (for "did you mean").
+KEYWORDS = tuple(name for name, p in inspect.signature(build_plan).parameters.items()
+                 if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
 def build_request(image, task: str = "denoise", method: str = "dip", **kwargs) -> Request:

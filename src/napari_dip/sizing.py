@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from . import memory
-from .architecture import padded_layout
+from .architecture import padded_layout, size_factors
 from .memory import USABLE_FRACTION, gib, largest_tile
 from .plan import Plan, Request, set_tiles
 from .presets import LARGE_HOLE_RADIUS, get_preset
@@ -33,9 +33,8 @@ def part_bytes(template: Request, spatial: tuple[int, ...], channels: int,
     with ``channels`` channels under ``template``'s settings (the larger of the presets it
     may use)."""
     f, fz = template.factor, template.z_factor
-    factors = (fz, f, f) if len(spatial) == 3 else (f, f)
-    measured = channels * math.prod(spatial) * (3 if template.mask is not None
-                                                or TASKS[template.task].needs("mask") else 2)
+    factors = size_factors(len(spatial), f, fz)
+    measured = channels * math.prod(spatial) * (3 if TASKS[template.task].needs("mask") else 2)
     need = 0
     for preset in _presets(template, fz if len(spatial) == 3 else f):
         padded, strides = padded_layout(spatial, f, fz, template.spacing, preset.network)

@@ -65,6 +65,13 @@ class Layout:
         return self.mode == "volume"
 
 
+def runs_in_parts(axes: str, mode: str | None, tiled: bool) -> bool:
+    """Whether a run of an image with ``axes`` (e.g. ``"TZYX"``) in ``mode`` has several
+    parts, one after the other, so that warm start applies: time points, planes of a stack
+    (``mode`` other than ``"volume"``), or tiles."""
+    return "T" in axes or ("Z" in axes and mode != "volume") or tiled
+
+
 def axes_from_channel_axis(ndim: int, channel_axis: int | None) -> str:
     """The ``axes`` string of a 2-D image with an optional ``channel_axis``: ``"YX"``,
     ``"YXC"``, ``"CYX"``..."""

@@ -107,6 +107,7 @@ class Task:
     method_defaults: Mapping[str, Any] = field(default_factory=dict)
     factors: tuple[int, ...] = ()  # super-resolution factors in-plane
     volume_factors: tuple[int, ...] = ()  # ... and along Z in mode="volume"
+    untiled_reason: str = ""  # why "tiles" is not in ``modes``, for the error message
 
     def needs(self, name: str) -> bool:
         return name in self.inputs
@@ -137,10 +138,10 @@ TASKS: dict[str, Task] = {
         method_defaults={"deepred": DeepREDDefaults(
             lam=0.05, mu=0.06, sigma=5 / 255, lr=0.001, input_noise=None,
             x_init="bicubic")}),
-    # Not tiled: the blur wraps around the borders of what it restores, which would leave
-    # seams between tiles.
     "deblur": Task(
         "deblur", "deblur", "deblur", _blur, inputs=("kernel",), modes=("slices",),
+        untiled_reason="its blur wraps around the borders of what it restores, which would "
+                       "leave seams between tiles",
         method_defaults={"deepred": DeepREDDefaults(
             lam=0.02, mu=0.04, sigma=3 / 255, lr=0.004, input_noise=None,
             x_init="measurement")}),

@@ -62,7 +62,6 @@ class DIPSolver:
     method: Method = METHODS["dip"]
 
     def __init__(self, request: Request, problem: Problem, preset: Preset, device: torch.device):
-        self.name = self.method.name
         self.task = TASKS[request.task]
         self.options = dict(request.options)
         self.request = request
@@ -101,6 +100,10 @@ class DIPSolver:
         # Host syncs: every step on the CPU (free there); on accelerators the loss and the
         # early-stopping numbers stay on the device and reach the host every this many steps.
         self.sync_every = 1 if device.type == "cpu" else 25
+
+    @property
+    def name(self) -> str:
+        return self.method.name
 
     def _stopping_rule(self):
         """The discrepancy principle where there is a noise level, else ES-WMV when early
@@ -203,7 +206,7 @@ class DIPSolver:
 
     def _step(self, iteration: int) -> tuple:
         """One optimisation step; returns what the step record needs, still on the device:
-        (iteration, loss, extras, variance or None, seconds)."""
+        (iteration, loss, extras, the stopping rule's variance or None)."""
         self.net.train()
         self.optimizer.zero_grad(set_to_none=True)
         z = self.z
