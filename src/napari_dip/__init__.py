@@ -26,6 +26,7 @@ _LAZY = {
     "validate": "napari_dip.api",
     "Result": "napari_dip.records",
     "Step": "napari_dip.records",
+    "RunCancelled": "napari_dip.cancel",
     "available_devices": "napari_dip.devices",
 }
 

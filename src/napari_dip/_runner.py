@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .cancel import RunCancelled
+from .threads import torch_threads
+
 
 @dataclass
 class RunUpdate:
@@ -33,13 +36,15 @@ class RunUpdate:
 
 @dataclass
 class RunOutcome:
-    """How a run ended: the engine's Result (None on failure), the kept estimates
-    (``stack[i]`` is the estimate after ``stack_iterations[i]`` steps) or the error."""
+    """How a run ended: the engine's Result (None on failure or cancellation), the kept
+    estimates (``stack[i]`` is the estimate after ``stack_iterations[i]`` steps), the error,
+    or ``cancelled``."""
 
     result: object | None = None
     stack: list[np.ndarray] = field(default_factory=list)
     stack_iterations: list[int] = field(default_factory=list)
     error: BaseException | None = None
+    cancelled: bool = False
 
     @property
     def failed(self) -> bool:
@@ -66,7 +71,7 @@ def gui_threads() -> int:
 
 def run_steps(image, *, preview_every: int | None = 25, stack_every: int | None = None,
               min_interval: float = 0.1, clock: Callable[[], float] = time.perf_counter,
-              threads: int | None = None,
+              threads: int | None = None, cancel=None,
               **restore_kwargs) -> Generator[RunUpdate, None, RunOutcome]:
     """Run :func:`napari_dip.iterate` and yield :class:`RunUpdate` s, returning a
     :class:`RunOutcome`.
@@ -75,22 +80,24 @@ def run_steps(image, *, preview_every: int | None = 25, stack_every: int | None 
     ``min_interval`` seconds have passed since the last yield, and for the first step, so a
     GUI gets a steady trickle of progress without one signal per iteration. With
     ``stack_every``, the estimate every ``stack_every`` iterations is kept for the stack.
-    Errors propagate; closing the generator cancels the run. With ``threads``, torch uses
-    that many CPU threads while the run is going (set in the thread that runs it) and its
-    previous count afterwards.
+    Errors propagate; closing the generator, or setting ``cancel`` (a threading.Event: the
+    run then ends in its own thread with RunCancelled), cancels the run. With ``threads``,
+    torch uses that many CPU threads while runs are going and its previous count once the
+    last one has ended (:func:`napari_dip.threads.torch_threads`).
     """
     from .api import iterate
 
-    steps = iterate(image, preview_every=engine_preview_every(preview_every, stack_every),
-                    **restore_kwargs)
+    with torch_threads(threads):
+        return (yield from _thinned(
+            iterate(image, preview_every=engine_preview_every(preview_every, stack_every),
+                    cancel=cancel, **restore_kwargs),
+            preview_every, stack_every, min_interval, clock))
+
+
+def _thinned(steps, preview_every, stack_every, min_interval, clock):
+    """run_steps' loop over the engine's steps (see there)."""
     outcome = RunOutcome()
     last_yield = -math.inf
-    previous_threads = None
-    if threads is not None:
-        import torch
-
-        previous_threads = torch.get_num_threads()
-        torch.set_num_threads(int(threads))
     try:
         while True:
             try:
@@ -111,19 +118,20 @@ def run_steps(image, *, preview_every: int | None = 25, stack_every: int | None 
                 yield RunUpdate(step, preview)
     finally:
         steps.close()
-        if previous_threads is not None:
-            import torch
-
-            torch.set_num_threads(previous_threads)
 
 
 def guarded(gen: Generator) -> Generator:
-    """Pass ``gen`` through, turning an exception into ``RunOutcome(error=...)`` so that a
-    thread worker reports it as a value instead of a traceback."""
+    """Pass ``gen`` through, turning an exception into ``RunOutcome(error=...)`` (and a
+    cancellation into ``RunOutcome(cancelled=True)``) so that a thread worker reports it as
+    a value instead of a traceback. ``gen`` is closed here, in the thread that runs it."""
     try:
         return (yield from gen)
+    except RunCancelled:
+        return RunOutcome(cancelled=True)
     except Exception as exc:  # noqa: BLE001 - every failure is reported to the user
         return RunOutcome(error=exc)
+    finally:
+        gen.close()
 
 
 def describe_error(exc: BaseException) -> str:

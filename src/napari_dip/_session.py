@@ -5,6 +5,7 @@ the live preview, and its state. No Qt and no napari imports: the viewer is used
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -18,7 +19,8 @@ from ._settings import WidgetSettings, stack_every_for
 
 
 class RunState(Enum):
-    """IDLE: planned, or ended; RUNNING: its worker is going; STOPPING: asked to stop."""
+    """IDLE: planned, or ended; RUNNING: its worker is going; STOPPING: asked to stop (the
+    run ends in its worker thread at its next iteration)."""
 
     IDLE = "idle"
     RUNNING = "running"
@@ -77,6 +79,8 @@ class RunSession:
     preview: Any = None  # the preview layer, once shown
     canvas: np.ndarray | None = None  # a stack's or tiled image's preview so far
     last_step: Any = None  # the engine's last Step
+    cancel: threading.Event = field(default_factory=threading.Event)  # set: stop the run
+    stopped: bool = False  # the run ended cancelled (RunOutcome.cancelled)
 
     @classmethod
     def plan(cls, settings: WidgetSettings, kwargs: dict[str, Any],
@@ -110,11 +114,15 @@ class RunSession:
         self.state = RunState.RUNNING
 
     def request_stop(self) -> None:
+        """Ask the run to stop; returns at once (the engine sees the flag within an
+        iteration, or within 20 ms while it waits for a denoiser)."""
+        self.cancel.set()
         if self.state is RunState.RUNNING:
             self.state = RunState.STOPPING
 
     def finish(self) -> None:
-        """The worker is done with the generator: close it (releases the engine)."""
+        """The worker is done with the generator: close it (a no-op when the run ended in
+        the worker thread, as it does when stopped)."""
         if self.gen is not None:
             self.gen.close()
         self.state = RunState.IDLE

@@ -323,14 +323,15 @@ class DIPWidget(Container, _ParametersOut):
         self._session = session
         gen = run_steps(arrays["image"], mask=arrays.get("mask"), flash=arrays.get("flash"),
                         preview_every=int(settings.preview_every),
-                        stack_every=session.stack_every, threads=gui_threads(), **kwargs)
+                        stack_every=session.stack_every, threads=gui_threads(),
+                        cancel=session.cancel, **kwargs)
         session.start(gen)
         worker = thread_worker(guarded, start_thread=False)(gen)
         worker.yielded.connect(self._on_update)
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_errored)
         worker.finished.connect(self._on_finished)
-        self.native.destroyed.connect(worker.quit)  # the widget went away: stop
+        self.native.destroyed.connect(lambda *_: session.request_stop())  # widget gone
         self.worker = worker
         self._set_running(True)
         self.status.value = f"running {session.name}\u2026"
@@ -338,9 +339,9 @@ class DIPWidget(Container, _ParametersOut):
         return worker
 
     def stop(self) -> None:
-        """Cancel the run at its next step; the viewer is left as it was."""
+        """Cancel the run at its next step, leaving the viewer as it was; returns at once
+        (the run ends in its worker thread; see napari_dip.cancel)."""
         if self.worker is not None:
-            self.worker.quit()
             if self._session is not None:
                 self._session.request_stop()
             self._run_panel.set_stopping()
@@ -382,6 +383,9 @@ class DIPWidget(Container, _ParametersOut):
         self._remove_preview()
         if outcome is None:
             return
+        if outcome.cancelled:
+            self._session.stopped = True  # _on_finished (after this) ends the session
+            return
         if outcome.failed:
             message = describe_error(outcome.error)
             self.status.value = f"failed: {message}"
@@ -394,11 +398,11 @@ class DIPWidget(Container, _ParametersOut):
         show_error(describe_error(exc))
 
     def _on_finished(self) -> None:
-        session, worker = self._session, self.worker
+        session = self._session
         if session is not None:
             session.finish()  # the worker thread is done with the generator
             session.remove_preview(self._viewer.layers)
-            if worker is not None and worker.abort_requested and self._alive():
+            if session.stopped and self._alive():
                 self.status.value = session.stopped_text()
                 self.progress.native.setFormat("stopped")
         self._session = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
+from .cancel import RunCancelled, check_cancel
 from .records import Result, Step
 from .request import build_plan
 
@@ -87,12 +88,16 @@ _DOC_ARGS = """
     spacing:
         ``mode="volume"``: the (z, y, x) voxel size; Z is then not downsampled in the 3-D
         network while a voxel is more than twice as long along Z as across.
+    cancel:
+        A :class:`threading.Event` (or None): set it from another thread to end the run
+        before its next iteration (also while DeepRED waits for its denoiser), with
+        :class:`~napari_dip.cancel.RunCancelled`.
     **options:
         Method-specific settings (see the method's documentation).
 """
 
 
-def iterate(image, task: str = "denoise", method: str = "dip", **kwargs
+def iterate(image, task: str = "denoise", method: str = "dip", *, cancel=None, **kwargs
             ) -> Generator[Step, None, Result]:
     """Run a restoration step by step.
 
@@ -108,13 +113,19 @@ def iterate(image, task: str = "denoise", method: str = "dip", **kwargs
     """
     from .drivers import run
 
-    return run(build_plan(image, task, method, **kwargs))
+    check_cancel(cancel)
+    return run(build_plan(image, task, method, **kwargs), cancel)
 
 
-def validate(image, task: str = "denoise", method: str = "dip", **kwargs) -> None:
+def validate(image, task: str = "denoise", method: str = "dip", *, cancel=None,
+             **kwargs) -> None:
     """Make every check :func:`iterate` makes on the arguments, without starting a run and
     without torch: raises the same ValueError. (The device and its memory are checked when
-    the run starts.)"""
+    the run starts.) Nothing is copied: the image is only read.
+
+    What passes here is refused later only for the machine's sake (the device, its memory)
+    or by the run itself (a loss that diverges, a denoiser that fails or hangs)."""
+    check_cancel(cancel)
     build_plan(image, task, method, **kwargs)
 
 
@@ -132,4 +143,4 @@ def restore(image, task: str = "denoise", method: str = "dip", **kwargs) -> Resu
 iterate.__doc__ += _DOC_ARGS
 restore.__doc__ += _DOC_ARGS
 
-__all__ = ["iterate", "restore", "validate", "Result", "Step"]
+__all__ = ["iterate", "restore", "validate", "Result", "RunCancelled", "Step"]

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .cancel import raise_if_cancelled
 from .devices import resolve_device
 from .pipeline import build_solver
 from .plan import Plan
@@ -52,18 +53,18 @@ def drain(steps: Generator, each: Callable[[Any], None] | None = None):
         steps.close()
 
 
-def run(plan: Plan) -> Generator[Step, None, Result]:
+def run(plan: Plan, cancel=None) -> Generator[Step, None, Result]:
     """The steps of ``plan``'s run (validated by :func:`napari_dip.request.build_plan`).
 
     The device is resolved and the memory checked (tiles decided for ``tile="auto"``) now,
-    before the first step; the returned generator runs the parts."""
+    before the first step; the returned generator runs the parts. Setting ``cancel`` (a
+    threading.Event) ends it with :class:`~napari_dip.cancel.RunCancelled` before the next
+    iteration."""
     device = resolve_device(plan.template.device)
-    if plan.single and plan.tile is None:
-        return build_solver(plan.single_request(), device, check_memory=True).run()
-    plan_tiles(plan, device)
-    if plan.single:  # tile="auto" and the whole image fits
-        return build_solver(plan.single_request(), device).run()
-    return run_parts(plan, device)
+    plan_tiles(plan, device)  # from the plan's shapes: before any copy of the image
+    if plan.single:
+        return build_solver(plan.single_request(), device, cancel=cancel).run()
+    return run_parts(plan, device, cancel)
 
 
 def fitted_loss(result: Result) -> float:
@@ -140,8 +141,8 @@ def _part_record(plan_number: int, index, tile: int, box, skipped) -> dict[str, 
 class _PartRunner:
     """Runs the parts of a plan in turn, carrying the warm-start state between them."""
 
-    def __init__(self, plan: Plan, device):
-        self.plan, self.device = plan, device
+    def __init__(self, plan: Plan, device, cancel=None):
+        self.plan, self.device, self.cancel = plan, device, cancel
         self.schedule = _Schedule(plan)
         self.stitcher = Stitcher(plan)
         self.state = self.signature = None  # the last part's solver state (warm start)
@@ -158,13 +159,13 @@ class _PartRunner:
         warm = self.state is not None and plan.warm_iterations is not None
         if warm:
             request = replace(request, iterations=plan.warm_iterations)
-        solver = build_solver(request, self.device)
+        solver = build_solver(request, self.device, cancel=self.cancel)
         if warm and solver.signature() != self.signature:
             # a different network (e.g. another inpainting setting): start cold
             warm = False
             solver.close()
             solver = build_solver(replace(request, iterations=plan.template.iterations),
-                                  self.device)
+                                  self.device, cancel=self.cancel)
             self.schedule.planned += solver.iterations - budget
             budget = solver.iterations
         if warm:
@@ -241,14 +242,16 @@ class _PartRunner:
                       parts=self.records)
 
 
-def run_parts(plan: Plan, device) -> Generator[Step, None, Result]:
+def run_parts(plan: Plan, device, cancel=None) -> Generator[Step, None, Result]:
     """Restore every part of ``plan`` in turn; yields relabelled :class:`Step` s and returns
-    the stitched :class:`Result`. Closing the generator cancels the run."""
-    runner = _PartRunner(plan, device)
+    the stitched :class:`Result`. Closing the generator, or setting ``cancel``, cancels the
+    run."""
+    runner = _PartRunner(plan, device, cancel)
     for p, index in enumerate(plan.planes, 1):
         value_range = plan.plane_range(index) if plan.boxes is not None else None
         runner.stitcher.begin_plane(index)
         for t, box in enumerate(plan.boxes or [None], 1):
+            raise_if_cancelled(cancel, f" before part {p}.{t}")
             yield from runner.part(p, t, index, box, value_range)
         runner.stitcher.end_plane(index)
     return runner.result()

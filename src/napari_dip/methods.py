@@ -89,8 +89,9 @@ def unknown_keyword_message(unknown, valid, where: str, keywords=()) -> str:
     for name in unknown:
         close = difflib.get_close_matches(name, [*valid, *keywords], n=1)
         parts.append(f"{name} (did you mean {close[0]}?)" if close else name)
-    known = ", ".join(sorted(valid)) or "none"
-    return f"unknown option(s) for {where}: {', '.join(parts)}; this method takes: {known}"
+    takes = f"this method takes: {', '.join(sorted(valid))}" if valid \
+        else f"{where} takes no options"
+    return f"unknown option(s) for {where}: {', '.join(parts)}; {takes}"
 
 
 # -- DeepRED's options (Mataev, Elad, Milanfar 2019) ------------------------------------------
@@ -125,6 +126,10 @@ def _mu(value, task):
         else _number("mu", value, positive=True)
 
 
+def _denoiser_timeout(value, task):
+    return _number("denoiser_timeout", value, positive=True)
+
+
 def _denoise_every(value, task):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"denoise_every must be a positive integer, got {value!r}")
@@ -144,6 +149,8 @@ METHODS: dict[str, Method] = {
             Option("lam", None, _lam, "RED weight >= 0; None: the task's default"),
             Option("mu", None, _mu, "ADMM penalty > 0; None: the task's default"),
             Option("denoise_every", 10, _denoise_every, "refresh D(x) every N steps"),
+            Option("denoiser_timeout", 300.0, _denoiser_timeout,
+                   "seconds one D(x) call may take before the run fails"),
         ),
         # RED keeps a long run from fitting the noise, and its outputs settle slowly, so
         # the variance minimum comes early, before the estimate is good: ES-WMV here only

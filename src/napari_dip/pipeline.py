@@ -16,10 +16,11 @@ from .problem import build_problem
 from .sizing import check_request_memory
 
 
-def build_solver(request: Request, device=None, *, check_memory: bool = False):
+def build_solver(request: Request, device=None, *, check_memory: bool = False, cancel=None):
     """The solver of a validated single-part ``request`` on ``device`` (a torch.device;
     None resolves ``request.device``). With ``check_memory``, a ValueError first if the run
-    will not fit the device's memory. Run it with ``solver.run()`` (a generator of steps
+    will not fit the device's memory. ``cancel`` (a threading.Event or None) cancels the run
+    when set. Run it with ``solver.run()`` (a generator of steps
     that returns the :class:`~napari_dip.records.Result`)."""
     if device is None:
         device = resolve_device(request.device)
@@ -30,7 +31,9 @@ def build_solver(request: Request, device=None, *, check_memory: bool = False):
         raise ValueError("this preset feeds an image to the network but none was given")
     problem = build_problem(request, preset.network, device)
     solver_class = get_method(request.method).solver_class()
-    return solver_class(request, problem, preset, device)
+    solver = solver_class(request, problem, preset, device)
+    solver.cancel = cancel
+    return solver
 
 
 __all__ = ["build_solver"]

@@ -38,10 +38,45 @@ MIN_SIZE = 16
 SR_FACTORS = TASKS["super_resolution"].factors
 
 
+#: Largest seed: torch takes seeds up to 2**64 - 1, numpy's SeedSequence any size; the
+#: run's records keep it as a signed 64-bit integer.
+MAX_SEED = 2**63 - 1
+#: Fewest distinct float32 values the result must be able to take across the image's range
+#: (the result is float32): below this, the data must be offset or scaled first.
+MIN_LEVELS = 256
+_FLOAT32 = np.finfo(np.float32)
+
+
 # -- single arguments -----------------------------------------------------------------------
+def plain(value):
+    """A numpy scalar (``np.int64(3)``, ``np.True_``) as the Python value it holds; anything
+    else unchanged."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def as_numpy(array, what: str):
+    """A torch tensor as a numpy view (detached from autograd, moved to the CPU); anything
+    else unchanged. torch is not imported: a tensor is recognised by its type."""
+    kind = type(array)
+    if kind.__module__.split(".")[0] == "torch" and hasattr(array, "detach"):
+        try:
+            return array.detach().cpu().numpy()
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"{what} is a torch tensor numpy cannot read ({exc}); pass "
+                             f"{what}.detach().cpu().float().numpy()") from None
+    return array
+
+
 def check_array(array, what: str) -> np.ndarray:
     """``array`` as a numeric numpy array (not copied), refusing what no run can use."""
-    a = np.asarray(array)
+    array = as_numpy(array, what)
+    if isinstance(array, (str, bytes)):
+        raise ValueError(f"{what} must be a numeric array, got a string ({array[:40]!r})")
+    try:
+        a = np.asarray(array)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} must be a numeric array; numpy cannot read it ({exc})") \
+            from None
     if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
         raise ValueError(f"{what} must be a numeric array, got dtype {a.dtype}")
     if np.iscomplexobj(a):
@@ -82,6 +117,8 @@ def check_kernel(task: Task, kernel, plane: tuple[int, int]):
     h, w = plane
     if kernel is None:
         kernel = "gaussian"
+    if not isinstance(kernel, str):
+        kernel = check_array(kernel, "kernel")
     k = blur_kernel(kernel)
     if k.shape[0] > h or k.shape[1] > w:
         raise ValueError(
@@ -106,13 +143,15 @@ def check_numbers(iterations, preview_every, early_stop, seed):
                              f"got {preview_every!r}")
         preview_every = int(preview_every)
     patience = None
+    early_stop = plain(early_stop)
     if not isinstance(early_stop, bool):
         if not isinstance(early_stop, numbers.Integral) or early_stop < 1:
             raise ValueError(f"early_stop must be True, False or a patience in iterations "
                              f"(a positive integer), got {early_stop!r}")
         patience = int(early_stop)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) \
+            or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be a non-negative integer up to 2**63 - 1, got {seed!r}")
     return iterations, preview_every, patience, int(seed)
 
 
@@ -156,19 +195,42 @@ def _why_no_noise_level(task: str, method: str, noise: str, early_stop) -> str:
 
 
 def _check_values(arr: np.ndarray, what: str = "image") -> None:
-    """Finite values, not all the same."""
-    finite = np.isfinite(arr)
-    if not finite.all():
-        bad = int(np.count_nonzero(~finite))
+    """Finite values, not all the same, and a range the float32 result can hold.
+
+    No copy of the image is made: NaN and infinities show in its minimum and maximum."""
+    low, high = arr.min(), arr.max()
+    if not (np.isfinite(low) and np.isfinite(high)):
+        bad = int(np.count_nonzero(~np.isfinite(arr)))  # only now: counting needs a mask
         raise ValueError(
             f"{what} has {bad} NaN or infinite value(s); replace them first "
             "(e.g. np.nan_to_num, or mark them as holes and use task='inpaint')")
-    low, high = float(arr.min()), float(arr.max())
     if low == high:
         if what == "image":
-            raise ValueError(f"image is constant (every pixel is {low:g}); there is nothing "
-                             "to restore")
+            raise ValueError(f"image is constant (every pixel is {float(low):g}); there is "
+                             "nothing to restore")
         raise ValueError(f"{what} is constant; it cannot guide the restoration")
+    _check_range(low, high, what)
+
+
+def _check_range(low, high, what: str) -> None:
+    """Refuse values the float32 result cannot hold: beyond float32's range, or a spread too
+    small against the values' magnitude (or in absolute terms) to tell apart in float32."""
+    magnitude = max(abs(float(low)), abs(float(high)))
+    if magnitude > float(_FLOAT32.max):
+        raise ValueError(
+            f"{what} has values up to {magnitude:.3g}, beyond float32's {_FLOAT32.max:.3g} "
+            "(results are float32); scale it down first (e.g. image / image.max()) and the "
+            "result back up")
+    # exact for integers (int64 around 2**62 loses its spread in float64)
+    spread = int(high) - int(low) if isinstance(low, np.integer) else float(high) - float(low)
+    step = max(magnitude * float(_FLOAT32.eps), float(_FLOAT32.smallest_subnormal))
+    if spread < MIN_LEVELS * step:
+        raise ValueError(
+            f"{what} values span only {float(spread):.3g} around {float(high):.3g}: a float32 "
+            f"result cannot tell them apart (it needs a spread of at least "
+            f"{MIN_LEVELS * step:.3g} there); subtract an offset first (image - image.min())"
+            + (" and scale it (e.g. image / (image.max() - image.min()))"
+               if magnitude < 1e-30 else ""))
 
 
 # -- the layout of the image ------------------------------------------------------------------
@@ -252,6 +314,17 @@ def _engine_order(a: np.ndarray, layout: Layout) -> np.ndarray:
         + layout.spatial
     arr = np.transpose(a, order)
     return arr if layout.channel is not None else np.expand_dims(arr, len(layout.iterated))
+
+
+def check_mask_values(mask) -> np.ndarray:
+    """The mask as a numeric or boolean array (not copied), without NaN or infinities."""
+    m = check_array(mask, "mask")
+    if m.dtype.kind == "f":
+        low, high = m.min(), m.max()
+        if not (np.isfinite(low) and np.isfinite(high)):
+            raise ValueError("mask has NaN or infinite values; use 0 (or False) for known "
+                             "pixels and 1 (or True) for the pixels to fill")
+    return m
 
 
 def _check_single_mask(mask, raw: np.ndarray, layout: Layout) -> np.ndarray:
@@ -342,6 +415,7 @@ def _check_inputs(task: Task, raw, layout, arr, mask, flash, single: bool):
             raise ValueError(f"task={task.name!r} needs a mask: an array of the image's Y, X "
                              "shape (for stacks: of the image without its channel axis, or "
                              "of one plane), nonzero at the pixels to fill")
+        mask = check_mask_values(mask)
         n_iter = len(layout.iterated)
         fill = _check_single_mask(mask, raw, layout) if single else \
             _check_parts_mask(mask, raw, layout, arr.shape[:n_iter], arr.shape[n_iter + 1:])
@@ -388,6 +462,11 @@ def build_plan(image, task: str = "denoise", method: str = "dip", *, axes: str |
     Everything a run would refuse is refused here, torch-free and before any copy of the
     image: the task, method, preset and noise model, the image and its axes, the task's
     inputs, the run's numbers and the method's options (unknown names included)."""
+    (channel_axis, tile, overlap, warm_start, factor, iterations, early_stop, seed,
+     noise_sigma, preview_every) = map(plain, (
+        channel_axis, tile, overlap, warm_start, factor, iterations, early_stop, seed,
+        noise_sigma, preview_every))
+    options = {name: plain(value) for name, value in options.items()}
     the_task, the_method = get_task(task), get_method(method)
     choice("preset", preset, dict.fromkeys(PRESETS))
     get_noise_model(noise)

@@ -115,7 +115,8 @@ def plan_tiles(plan: Plan, device) -> Plan:
     h, w = spatial
     set_tiles(plan, _auto_tile(plan, need, device) if plan.tile == "auto" else plan.tile)
     if plan.boxes is None:
-        check_memory(need((h, w)), device, f"a {h}x{w} plane with the {t.preset!r} preset",
+        what = "image" if plan.single else "plane"
+        check_memory(need((h, w)), device, f"a {h}x{w} {what} with the {t.preset!r} preset",
                      TILE_ADVICE)
     else:
         side = plan.tile

@@ -14,9 +14,12 @@ with D an off-the-shelf denoiser that is never differentiated. It is solved by s
    clipped to [0, 1]. D(x) is refreshed every ``denoise_every`` iterations in a background
    thread while the network keeps stepping (as the paper does); in between the last D(x) is
    used; before the first refresh (iteration ``denoise_every``) x0 stands in for D(x). The
-   worker starts on D(x0) at the first iteration; each refresh is collected at a fixed
+   first call starts on D(x0) at the first iteration; each refresh is collected at a fixed
    iteration (waiting for it if needed) and the next one is started on the new x, so a run
-   repeats exactly whatever the thread timing.
+   repeats exactly whatever the thread timing. A call that takes longer than
+   ``denoiser_timeout`` seconds ends the run with an error; a cancelled run stops waiting at
+   once and leaves its call to finish in the background, joined before the next run starts
+   (:mod:`napari_dip.cancel`).
 3. Dual step:  u <- u + f - x.
 
 Units: all of x, u, f and D(x) are in the network's normalised [0, 1] intensities, and so is
@@ -45,7 +48,6 @@ before the first refresh).
 from __future__ import annotations
 
 import math
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -55,6 +57,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from .. import denoisers
+from ..cancel import BackgroundCall, RunCancelled
 from ..methods import METHODS
 from ..plan import Request
 from ..presets import Preset
@@ -62,7 +65,8 @@ from ..problem import Problem
 from ..tasks import TASKS, DeepREDDefaults
 from .dip import DIPSolver
 
-#: Name prefix of the background denoiser thread (one per run, gone when the run ends).
+#: Name prefix of the background denoiser threads (one per call; a run's last call is
+#: finished when the run returns, or, for a cancelled or failed run, before the next starts).
 THREAD_PREFIX = "napari-dip-denoiser"
 
 #: DeepRED's per-task settings, as declared in the task registry (``napari_dip.tasks``).
@@ -120,6 +124,8 @@ class DeepREDSolver(DIPSolver):
         RED weight lambda (>= 0) and ADMM penalty mu (> 0); None: the task's default.
     ``denoise_every``
         Refresh D(x) every this many iterations (default 10).
+    ``denoiser_timeout``
+        Seconds one D(x) call may take before the run ends with an error (default 300).
     """
 
     method = METHODS["deepred"]
@@ -139,6 +145,7 @@ class DeepREDSolver(DIPSolver):
         self.denoiser = opts["denoiser"]
         self.sigma = opts["denoiser_sigma"]
         self.lam, self.mu, self.denoise_every = opts["lam"], opts["mu"], opts["denoise_every"]
+        self.timeout = opts["denoiser_timeout"]
         self.x_init = defaults.x_init
         self.returns = defaults.estimate
 
@@ -147,8 +154,9 @@ class DeepREDSolver(DIPSolver):
             self.u = torch.zeros_like(self.x)
             self.denoised = self.x.clone()  # D(x) until the first refresh arrives
         self.last_sigma = math.nan
-        self._executor: ThreadPoolExecutor | None = None
-        self._future: Future | None = None
+        self._call: BackgroundCall | None = None
+        self._started = False
+        self._finished = False  # the loop reached its end: wait for the last call
 
     # -- hooks -------------------------------------------------------------------------------
     def objective(self, out: torch.Tensor) -> torch.Tensor:
@@ -156,8 +164,8 @@ class DeepREDSolver(DIPSolver):
         return self.data_term(out) + self.mu * torch.mean((out - (self.x - self.u)) ** 2)
 
     def after_step(self, out: torch.Tensor, iteration: int) -> dict[str, float]:
-        if self._executor is None:  # first step: start the worker on D(x0)
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_PREFIX)
+        if not self._started:  # first step: start on D(x0)
+            self._started = True
             self._submit()
         refresh = iteration % self.denoise_every == 0
         if refresh:
@@ -177,10 +185,23 @@ class DeepREDSolver(DIPSolver):
             return self.average.value
         return self.x - self.u
 
+    def finished(self) -> None:
+        self._finished = True
+
     def close(self) -> None:
-        executor, self._executor, self._future = self._executor, None, None
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+        """After a complete run, wait for the call in flight; after a cancelled or failed
+        one, leave it to finish in the background (the next run waits for it)."""
+        call, self._call = self._call, None
+        if call is None:
+            return
+        if self._finished:
+            try:
+                call.wait(self.timeout, self.cancel, self._what())
+                call.thread.join()
+                return
+            except BaseException:  # noqa: BLE001 - its result is not needed any more
+                pass
+        call.abandon()
 
     def parameters(self) -> dict[str, Any]:
         params = super().parameters()
@@ -189,13 +210,28 @@ class DeepREDSolver(DIPSolver):
         return params
 
     # -- the background denoiser ----------------------------------------------------------------
+    def _what(self) -> str:
+        return f"the {self.denoiser!r} denoiser"
+
     def _submit(self) -> None:
         image = self.x[0].detach().cpu().to(torch.float64).numpy().copy()
-        self._future = self._executor.submit(_denoise_job, image, self.sigma, self.denoiser)
+        self._call = BackgroundCall(_denoise_job, image, self.sigma, self.denoiser,
+                                    name=THREAD_PREFIX)
 
     def _collect(self, iteration: int) -> None:
+        call, self._call = self._call, None
         try:
-            result, used = self._future.result()
+            result, used = call.wait(self.timeout, self.cancel, self._what())
+        except TimeoutError:
+            call.abandon()
+            raise RuntimeError(
+                f"the {self.denoiser!r} denoiser did not answer within {self.timeout:g} s "
+                f"(D(x) due at iteration {iteration}); give it more time with "
+                f"denoiser_timeout=, use a faster denoiser ('tv' or 'nlm'), or tiles "
+                f"(tile=) for large images") from None
+        except RunCancelled:
+            call.abandon()
+            raise
         except Exception as exc:
             raise RuntimeError(
                 f"the {self.denoiser!r} denoiser failed (D(x) due at iteration {iteration}): "

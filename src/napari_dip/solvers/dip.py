@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..cancel import join_leftovers, raise_if_cancelled
 from ..likelihoods import make_likelihood
 from ..methods import METHODS, Method, noise_level_applies
 from ..networks import make_network
@@ -60,6 +61,8 @@ class DIPSolver:
     :data:`napari_dip.methods.METHODS`; the request's options arrive checked and resolved."""
 
     method: Method = METHODS["dip"]
+    #: Set by the pipeline: a threading.Event that cancels the run (None: never).
+    cancel = None
 
     def __init__(self, request: Request, problem: Problem, preset: Preset, device: torch.device):
         self.task = TASKS[request.task]
@@ -189,6 +192,9 @@ class DIPSolver:
         """Current estimate of the clean image (padded, normalised)."""
         return self.average.value
 
+    def finished(self) -> None:
+        """The loop ran to its end (not cancelled, no error); called before :meth:`close`."""
+
     def close(self) -> None:
         """Release resources (background threads); called however the run ends."""
 
@@ -199,8 +205,13 @@ class DIPSolver:
         return -10 * math.log10(mse) if mse > 0 else math.inf
 
     def run(self) -> Generator[Step, None, Result]:
+        """The run's steps; returns the Result. Raises RunCancelled once ``self.cancel`` (a
+        threading.Event, or None) is set, checked before every iteration."""
         try:
-            return (yield from self._loop())
+            join_leftovers(self.cancel)  # an earlier, stopped run's denoiser call
+            result = yield from self._loop()
+            self.finished()
+            return result
         finally:
             self.close()
 
@@ -234,6 +245,7 @@ class DIPSolver:
         pending: list[tuple] = []
         iteration = 0
         for iteration in range(1, self.iterations + 1):
+            raise_if_cancelled(self.cancel, f" at iteration {iteration}")
             pending.append((*self._step(iteration), time.perf_counter() - start))
             preview_due = bool(self.preview_every) and iteration % self.preview_every == 0
             last = iteration == self.iterations
