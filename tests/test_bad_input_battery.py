@@ -206,3 +206,17 @@ def test_validate_reads_the_image_without_copying_it():
     finally:
         tracemalloc.stop()
     assert peak < image.nbytes / 16
+
+
+def test_a_non_finite_estimate_is_never_handed_out(noisy64):
+    from napari_dip.pipeline import build_solver
+    from napari_dip.problem import to_output
+    from napari_dip.request import build_request
+
+    solver = build_solver(build_request(noisy64[0], **RUN))
+    estimate = torch.full(solver.problem.estimate_shape, 0.5)
+    np.testing.assert_allclose(to_output(estimate, solver.problem, solver.request),
+                               noisy64[0].min() + 0.5 * np.ptp(noisy64[0]), rtol=1e-6)
+    estimate[0, 0, 5, 5] = float("nan")
+    with pytest.raises(FloatingPointError, match="1 NaN or infinite value"):
+        to_output(estimate, solver.problem, solver.request)

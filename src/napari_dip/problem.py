@@ -132,11 +132,16 @@ def build_problem(request: Request, config: NetworkConfig, device: torch.device)
 
 
 def to_output(estimate: torch.Tensor, problem: Problem, request: Request) -> np.ndarray:
-    """Padded normalised estimate (1, C, ...) -> float32 array in the input's range and layout.
+    """Padded normalised estimate (1, C, ...) -> float32 array in the input's range and layout
+    (finite: a non-finite estimate raises FloatingPointError).
 
     For inpainting the known pixels keep their measured values; only the holes are filled.
     """
     x = estimate.detach()[0][(slice(None), *problem.crop)].float().cpu().numpy()
+    if not np.isfinite(x).all():  # clipping would keep a NaN: never hand one out
+        raise FloatingPointError(
+            f"the estimate has {int(np.count_nonzero(~np.isfinite(x)))} NaN or infinite "
+            "value(s); lower the learning rate or check the input for extreme values")
     x = problem.scaling.inverse(x.astype(np.float64))
     if problem.known is not None:
         x = np.where(problem.known, request.image, x)
