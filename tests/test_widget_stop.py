@@ -137,3 +137,31 @@ def test_100_start_stop_cycles_leave_threads_and_memory_as_they_were(
     assert growth < 50, f"RSS grew by {growth:.1f} MB over 100 cycles"
     assert not [t for t in threading.enumerate() if t.name.startswith(THREAD_PREFIX)]
     assert [lay.name for lay in viewer.layers] == ["noisy"] and errors == []
+
+
+def test_a_dip_and_a_deepred_dock_running_at_once_give_the_thread_count_back(
+        make_napari_viewer, qtbot, errors):
+    import torch
+
+    torch.set_num_threads(2)  # what the user had (the tests otherwise run on one thread)
+    try:
+        viewer = make_napari_viewer()
+        viewer.add_image(_noisy(), name="noisy")
+        before = (process_threads(), torch.get_num_threads())
+        docks = [open_widget(viewer, name, iterations=100_000)
+                 for name in ("Deep Image Prior", "DeepRED")]
+        for order in ((0, 1), (1, 0)):
+            for dock in docks:
+                assert dock.run() is not None
+            qtbot.waitUntil(lambda: all(d._session is not None
+                                        and d._session.last_step is not None for d in docks),
+                            timeout=TIMEOUT_MS)
+            assert runs_in_flight() == 2
+            for i in order:
+                docks[i].stop()
+                qtbot.waitUntil(lambda i=i: docks[i].worker is None, timeout=TIMEOUT_MS)
+            assert runs_in_flight() == 0
+            assert (process_threads(), torch.get_num_threads()) == before, order
+        assert errors == []
+    finally:
+        torch.set_num_threads(1)
