@@ -7,8 +7,12 @@ ground truth, with no input file. ``napari-dip devices`` lists the devices of th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -27,16 +31,25 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser(
         "restore", help="restore an image file (or a bundled sample)",
-        description="Restore INPUT and write OUTPUT (.tif keeps float values; .png uses the "
-                    "input's integer type; .nii/.nii.gz keeps a NIfTI input's orientation). "
-                    "Stacks and volumes: TIFF (axis names from its metadata or --axes), "
-                    "NIfTI .nii/.nii.gz (needs nibabel) and DICOM .dcm (needs pydicom); "
-                    "pip install \"napari-dip[io]\" installs both.",
+        description="Restore INPUT and write OUTPUT (.tif keeps float values; .png, .jpg "
+                    "and .bmp take an 8/16-bit integer input's type (16-bit: grey PNG only), "
+                    "or 8-bit for a float input with values in [0, 1]; .nii/.nii.gz keeps a "
+                    "NIfTI input's orientation). Stacks and volumes: TIFF (axis names from "
+                    "its metadata or --axes), NIfTI .nii/.nii.gz (needs nibabel) and DICOM "
+                    ".dcm (needs pydicom); pip install \"napari-dip[io]\" installs both. "
+                    "OUTPUT is never one of the input files, and an existing OUTPUT is kept "
+                    "unless --overwrite is given; whether OUTPUT can be written and hold the "
+                    "result is checked before the run. The file is written under a temporary "
+                    "name and renamed when complete, so a failed, interrupted (Ctrl-C) or "
+                    "terminated run leaves no partial file.",
     )
     r.add_argument("input", nargs="?", help="image, stack or volume to restore: TIFF, PNG, "
                    "JPEG, NIfTI (.nii, .nii.gz) or DICOM (.dcm)")
-    r.add_argument("-o", "--output", help="output file (.tif, .png or .nii/.nii.gz); default: "
-                   "<input>_restored.tif, or napari-dip-sample.png with --sample")
+    r.add_argument("-o", "--output", help="output file (.tif, .png, .jpg, .bmp or "
+                   ".nii/.nii.gz); default: <input>_restored.tif, or napari-dip-sample.png "
+                   "with --sample")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace OUTPUT if it exists (only once the new file is complete)")
     r.add_argument("--sample", nargs="?", const="camera", metavar="NAME",
                    help="restore a bundled sample instead of a file: camera (default), cell, "
                         "mri, hubble or inpainting")
@@ -74,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-warm-start", action="store_true",
                    help="start every plane or tile from fresh weights")
     r.add_argument("--denoiser", choices=tuple(DENOISERS), help="DeepRED denoiser (default nlm)")
-    r.add_argument("--denoiser-sigma", help="DeepRED denoiser sigma in [0,1] units, or auto")
+    r.add_argument("--denoiser-sigma", help="DeepRED denoiser sigma in [0, 1] units (a "
+                   "fraction of the image's range), or auto")
     r.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice, one per core); "
                         "on a busy machine fewer threads can be much faster")
@@ -83,28 +97,49 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _number(text: str) -> float:
+    """``text`` as a finite float, or NaN where it is not one."""
+    try:
+        value = float(text)
+    except ValueError:
+        return math.nan
+    return value if math.isfinite(value) else math.nan
+
+
 def _noise_sigma_argument(text: str):
-    """--noise-sigma: 'auto', 'none' or a number."""
+    """--noise-sigma: 'auto', 'none' or a positive number (the image's units)."""
     if text.lower() in ("auto", "none"):
         return None if text.lower() == "none" else "auto"
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"--noise-sigma takes a number, 'auto' or 'none', got {text!r}") \
-            from None
+    value = _number(text)
+    if not value > 0:  # NaN too
+        raise ValueError(f"--noise-sigma takes a number (the noise's standard deviation in "
+                         f"the image's units, above 0), 'auto' or 'none', got {text!r}")
+    return value
+
+
+def _denoiser_sigma_argument(text: str):
+    """--denoiser-sigma: 'auto' or a number in [0, 1] (a fraction of the image's range)."""
+    if text.lower() == "auto":
+        return "auto"
+    value = _number(text)
+    if not 0 <= value <= 1:  # NaN too
+        raise ValueError(f"--denoiser-sigma takes a number in [0, 1] or 'auto', got {text!r}")
+    return value
+
+
+_KERNEL_NAMES = ("gaussian", "uniform")
 
 
 def _kernel_argument(value: str | None):
-    if value is None or value in ("gaussian", "uniform"):
+    """--kernel: a kernel's name, or the array in a .npy, .tif or .png file."""
+    if value is None or value in _KERNEL_NAMES:
         return value
+    from .imageio import read_image, read_npy
+
     path = Path(value)
     if path.suffix.lower() == ".npy":
-        if not path.is_file():
-            raise ValueError(f"no such kernel file: {path}")
-        return np.load(path)
+        return read_npy(path)
     if path.suffix.lower() in (".tif", ".tiff", ".png"):
-        from .imageio import read_image
-
         return read_image(path).astype(np.float64)
     raise ValueError(f"--kernel must be gaussian, uniform or a .npy/.tif/.png file, got {value!r}")
 
@@ -262,8 +297,7 @@ def _task_arguments(args, kwargs: dict) -> None:
         if args.denoiser:
             kwargs["denoiser"] = args.denoiser
         if args.denoiser_sigma:
-            sigma = args.denoiser_sigma
-            kwargs["denoiser_sigma"] = sigma if sigma == "auto" else float(sigma)
+            kwargs["denoiser_sigma"] = _denoiser_sigma_argument(args.denoiser_sigma)
     elif args.denoiser or args.denoiser_sigma:
         raise ValueError("--denoiser and --denoiser-sigma apply to --method deepred only")
     kwargs.update(method=args.method, preset=args.preset, early_stop=not args.no_early_stop,
@@ -288,6 +322,49 @@ def _summary(output: Path, result, image, truth) -> dict:
     return summary
 
 
+def _input_files(args) -> dict[str, str]:
+    """The files the run reads, by the name the user gave them (never to be written)."""
+    files = {"INPUT": args.input, "--mask": args.mask, "--flash": args.flash}
+    if args.kernel not in (None, *_KERNEL_NAMES):
+        files["--kernel"] = args.kernel
+    return {role: path for role, path in files.items() if path is not None}
+
+
+def _warn_mask_polarity(args, kwargs: dict) -> None:
+    """Warn (stderr) when a --mask file marks more than half the image as holes: most
+    likely a mask of known pixels (the DIP paper's, 255 = known) given without
+    --mask-known, or the other way round."""
+    holes = kwargs.get("mask")
+    if args.mask is None or holes is None:
+        return
+    share = float(np.mean(holes))
+    if share <= 0.5:
+        return
+    advice = ("if it marks the holes (nonzero = pixel to fill), drop --mask-known"
+              if args.mask_known else "if it marks known pixels (as the DIP paper's masks "
+              "do, 255 = known), pass --mask-known")
+    print(f"warning: the mask marks {100 * share:.0f} % of the image as holes (pixels to "
+          f"fill); {advice}", file=sys.stderr)
+
+
+def _check_before_run(args, output: Path, image, kwargs: dict) -> tuple[float, float]:
+    """Everything that would otherwise fail after the run, checked before it (torch-free):
+    the output is no input file, exists only with --overwrite, lies in a writable folder,
+    and its type can hold the result (the shape from the validated plan, the dtype from
+    the input's). Returns the input's (min, max), which decides a picture's dtype."""
+    from .imageio import check_output_format
+    from .request import build_plan
+    from .safe_write import check_output_path
+
+    check_output_path(output, _input_files(args), args.overwrite)
+    plan = build_plan(image, **kwargs)
+    _warn_mask_polarity(args, kwargs)
+    values = np.asarray(image)
+    value_range = (float(values.min()), float(values.max()))
+    check_output_format(output, plan.output_shape, plan.input_dtype, value_range)
+    return value_range
+
+
 def _restore_command(args) -> int:
     from .imageio import write_image
 
@@ -295,24 +372,50 @@ def _restore_command(args) -> int:
     image, truth, source, output = _load_input(args, kwargs)
     _layout_arguments(args, kwargs, source)
     _task_arguments(args, kwargs)
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    value_range = _check_before_run(args, output, image, kwargs)
     if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be at least 1, got {args.threads}")
         import torch
 
         torch.set_num_threads(args.threads)
-    if output.suffix.lower() in (".dcm", ".dicom"):
-        raise ValueError("napari-dip reads DICOM but does not write it; write a .tif or "
-                         ".nii file")
     result = _run(image, kwargs, args.quiet)
     axes = kwargs.get("axes")
     write_image(output, result.image, str(np.asarray(image).dtype), result.parameters,
-                source=source, axes=axes.upper() if axes else None)
+                source=source, axes=axes.upper() if axes else None, input_range=value_range,
+                overwrite=args.overwrite)
     print(json.dumps(_summary(output, result, image, truth)))
     return 0
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised where the program stands so that cleanup (a temporary file) runs.
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` swallows it."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """While the block runs, SIGTERM raises :class:`_Terminated` instead of ending the
+    process on the spot; the previous handler comes back afterwards. (Signal handlers can
+    only be set from the main thread; elsewhere nothing changes.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:  # None: a handler not set from Python, i.e. the default
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status: 0, 2 for an error (a message, never a
+    traceback), 130 when cancelled (Ctrl-C), 143 when terminated (SIGTERM)."""
     args = _parser().parse_args(argv)
     try:
         if args.command == "devices":
@@ -320,13 +423,17 @@ def main(argv: list[str] | None = None) -> int:
 
             print("\n".join(available_devices()))
             return 0
-        return _restore_command(args)
+        with _sigterm_raises():
+            return _restore_command(args)
     except ValueError as error:
         print(f"napari-dip: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("napari-dip: cancelled", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("napari-dip: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
 
 
 if __name__ == "__main__":
