@@ -241,7 +241,10 @@ def test_stop_leaves_the_viewer_as_it_was(make_napari_viewer, qtbot, errors, dis
     assert errors == []
     assert widget.run_button.text == "Run" and widget.image.enabled
     assert "stopped" in widget.status.value
-    if WIDGETS[display] == "deepred":  # its background denoiser thread is gone too
+    if WIDGETS[display] == "deepred":  # its background denoiser thread is gone too, once
+        from napari_dip.cancel import join_leftovers  # its call in flight has finished
+
+        join_leftovers(timeout=10)
         assert not [t for t in threading.enumerate()
                     if t.name.startswith(deepred.THREAD_PREFIX)]
 
