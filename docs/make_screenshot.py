@@ -4,6 +4,9 @@ Run from the repository root; on a headless machine::
 
     xvfb-run -a -s "-screen 0 1920x1080x24" python docs/make_screenshot.py [sample] [out.png]
 
+(``docs/screenshot.png`` is the MRI sample; ``docs/screenshot-sky.png`` the sky sample:
+``python docs/make_screenshot.py sky docs/screenshot-sky.png``.)
+
 The restoration uses the widget's defaults untouched (fast preset, early stopping, device
 auto); afterwards the script lays out noisy input | restoration | ground truth in a grid.
 """
@@ -45,6 +48,8 @@ def main() -> None:
     truth = next(layer for layer in viewer.layers if layer.name.endswith("(ground truth)"))
     result = next(layer for layer in viewer.layers if "[DIP" in layer.name)
     noisy = viewer.layers[widget.image.value]
+    for layer in [lay for lay in viewer.layers if lay not in (noisy, result, truth)]:
+        viewer.layers.remove(layer)  # e.g. a mask: the grid shows the three images only
     truth.visible = True
     noisy.contrast_limits = result.contrast_limits = truth.contrast_limits
     # grid cells follow the layer list from the bottom: noisy | restored | truth

@@ -9,12 +9,19 @@ import napari_dip
 from napari_dip import cli, presets
 from napari_dip.likelihoods import GaussianLikelihood, PoissonLikelihood, make_likelihood
 from napari_dip.methods import METHODS, noise_level_applies
-from napari_dip.operators import Blur, Downsample, DownsampleZ, Identity, Mask
+from napari_dip.operators import Blur, Blur3D, Downsample, DownsampleZ, Identity, Mask
 from napari_dip.stabilisers import Discrepancy, EarlyStopping, NoStopping
 from napari_dip.tasks import TASKS, OperatorInputs
 
 
 # -- operators ----------------------------------------------------------------------------
+def _window(shape, margins):
+    """Where a valid boundary's measurement holds data: ``margins`` inside the estimate."""
+    window = np.zeros(shape, bool)
+    window[tuple(slice(m, n - m) for n, m in zip(shape, margins, strict=True))] = True
+    return window
+
+
 def _operators():
     rng = np.random.default_rng(0)
     known = rng.random((24, 24)) > 0.3
@@ -25,6 +32,12 @@ def _operators():
         "downsample x4": (Downsample(4), (1, 1, 32, 32)),
         "blur gaussian": (Blur("gaussian"), (1, 1, 32, 32)),
         "blur 4x5 asymmetric": (Blur(rng.random((4, 5))), (1, 2, 24, 24)),
+        "blur 7x5 valid boundary": (Blur(rng.random((7, 5)), _window((24, 24), (3, 2))),
+                                    (1, 2, 24, 24)),
+        "blur 3-D circular": (Blur3D(rng.random((3, 5, 4))), (1, 1, 8, 16, 16)),
+        "blur 3-D valid boundary": (Blur3D(rng.random((3, 5, 4)), _window((8, 16, 16),
+                                                                          (1, 2, 2))),
+                                    (1, 1, 8, 16, 16)),
         "thick slices x2": (DownsampleZ(2), (1, 1, 8, 16, 16)),
     }
 

@@ -105,7 +105,8 @@ def test_time_series_of_volumes_runs_one_volume_after_the_other():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(task="deblur"), "mode='volume' runs denoise, inpaint, super_resolution"),
+    (dict(task="flash_no_flash"),
+     "mode='volume' runs denoise, inpaint, super_resolution, deblur, not"),
     (dict(method="deepred"), "method='dip' only"),
     (dict(tile=64), "restores the whole volume"),
     (dict(task="super_resolution", factor=9), "factor must be 2, 3"),

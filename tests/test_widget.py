@@ -357,8 +357,9 @@ def test_deepred_run(make_napari_viewer, qtbot, errors):
 SAMPLES = {
     "hubble": ("hubble (photon noise)", "denoise", "poisson", False),
     "cell": ("cell (noisy)", "denoise", "gaussian", False),
-    "mri": ("mri phantom (noisy)", "denoise", "gaussian", False),
+    "mri": ("mri phantom (noisy)", "denoise", "rician", False),
     "inpainting": ("astronaut (holes)", "inpaint", "gaussian", True),
+    "sky": ("sky (defects)", "inpaint", "gaussian", True),
 }
 
 
@@ -377,7 +378,7 @@ def test_samples_open_with_their_layers(make_napari_viewer, key):
     assert len(masks) == int(has_mask)
     if has_mask:
         assert masks[0].data.shape == degraded.data.shape[:2]
-        assert degraded.rgb
+        assert degraded.rgb == (key == "inpainting")
     # the widget picks the degraded layer and the settings the sample is made for
     assert widget.image.value == name
     assert widget.task.value == task and widget.noise.value == noise

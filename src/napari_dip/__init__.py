@@ -28,6 +28,10 @@ _LAZY = {
     "Step": "napari_dip.records",
     "RunCancelled": "napari_dip.cancel",
     "available_devices": "napari_dip.devices",
+    # not "napari_dip.batch": a submodule of that name would shadow the function
+    "batch": "napari_dip.batch_run",
+    # not "napari_dip.psf": a submodule of that name would shadow the function
+    "psf": "napari_dip.psf_model",
 }
 
 __all__ = ["__version__", *_LAZY]

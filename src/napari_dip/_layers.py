@@ -156,8 +156,10 @@ def parameters_json(record: Mapping[str, Any], indent: int = 2) -> str:
     Everything in ``record`` except the loss history is kept.
     """
     inputs = dict(record.get("inputs", {}))
-    arrays = [name for name in ("mask", "flash") if name in inputs]
-    call = "napari_dip.restore(image" + "".join(f", {a}={a}" for a in arrays) \
+    arrays = [name for name in ("mask", "flash", "kernel") if name in inputs]
+    modelled = ", kernel=napari_dip.psf(**saved['inputs']['psf_model'])" \
+        if "psf_model" in inputs else ""
+    call = "napari_dip.restore(image" + "".join(f", {a}={a}" for a in arrays) + modelled \
         + ", **saved['restore'])"
     doc = {
         "napari_dip_version": record.get("version"),

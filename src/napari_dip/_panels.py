@@ -24,6 +24,7 @@ from magicgui.widgets import (
 )
 
 from ._settings import (
+    BOUNDARY_CHOICES,
     DENOISER_CHOICES,
     FACTOR_CHOICES,
     KERNEL_CHOICES,
@@ -87,10 +88,24 @@ class SourcePanel(Panel):
         self.extend(self.controls)
 
 
-class TaskInputsPanel(Panel):
-    """What a task needs besides the image: one control per entry of ``Task.inputs``."""
+#: The controls of a PSF: a layer, or the objective's parameters (napari_dip.psf).
+PSF_CONTROLS = ("psf_layer", "psf_na", "psf_wavelength", "psf_pixel_size", "psf_z_step",
+                "psf_ni")
 
-    exposes = INPUTS  # "mask", "factor", "kernel", "flash"
+
+def _length(label: str, value: float, tooltip: str, maximum: float = 50.0) -> FloatSpinBox:
+    """A spin box for a length in micrometres (or an optical constant), 3 decimals."""
+    box = FloatSpinBox(label=label, min=0.001, max=maximum, step=0.01, value=value,
+                       tooltip=tooltip)
+    box.native.setDecimals(3)
+    return box
+
+
+class TaskInputsPanel(Panel):
+    """What a task needs besides the image: one control per entry of ``Task.inputs``, and
+    the blur kernel's PSF (a layer, or modelled from the objective)."""
+
+    exposes = (*INPUTS, *PSF_CONTROLS)  # "mask", "factor", "kernel", "boundary", "flash"
 
     def __init__(self, labels_choices: Choices, image_choices: Choices):
         super().__init__()
@@ -98,14 +113,40 @@ class TaskInputsPanel(Panel):
                              tooltip="Labels layer: labels > 0 mark the pixels to fill")
         self.factor = ComboBox(label="SR factor", choices=FACTOR_CHOICES, value=4)
         self.kernel = ComboBox(label="blur kernel", choices=KERNEL_CHOICES, value="gaussian")
+        self.boundary = ComboBox(
+            label="boundary", choices=BOUNDARY_CHOICES, value="valid",
+            tooltip="valid: the estimate reaches beyond the image's edges by the kernel's "
+                    "half-width, so real images do not ring there; circular: the blur "
+                    "wraps around (synthetic data blurred that way)")
         self.flash = ComboBox(label="flash image", choices=image_choices,
                               tooltip="the flash shot; 'image' is the no-flash shot")
+        self.psf_layer = ComboBox(
+            label="PSF layer", choices=image_choices,
+            tooltip="an image of a bead, background subtracted and centred, sampled like "
+                    "the image: 2-D, or a 3-D Z-stack for '3-D volume'")
+        self.psf_na = _length("NA", 1.4, "numerical aperture of the objective", 1.7)
+        self.psf_wavelength = _length("wavelength (\u00b5m)", 0.52,
+                                      "emission wavelength in \u00b5m (GFP: 0.52)", 5.0)
+        self.psf_pixel_size = _length("pixel size (\u00b5m)", 0.1,
+                                      "pixel size in the sample (camera pixel / "
+                                      "magnification), \u00b5m", 10.0)
+        self.psf_z_step = _length("z step (\u00b5m)", 0.2,
+                                  "the stack's Z step in \u00b5m (3-D volumes)")
+        self.psf_ni = _length("immersion index", 1.515,
+                              "refractive index of the immersion medium (oil 1.515, water "
+                              "1.333, silicone 1.406)", 2.0)
         self.extend(self.controls)
 
     def update_visibility(self, settings: WidgetSettings, axes: str | None = None) -> None:
         task = TASKS[settings.task]
         for name in INPUTS:
             getattr(self, name).visible = task.needs(name)
+        kernel = settings.kernel if task.needs("kernel") else None
+        self.psf_layer.visible = kernel == "layer"
+        for name in ("psf_na", "psf_wavelength", "psf_pixel_size", "psf_ni"):
+            getattr(self, name).visible = kernel == "model"
+        self.psf_z_step.visible = kernel == "model" \
+            and stack_mode_for(settings, axes) == "volume"
 
 
 class StoppingPanel(Panel):
@@ -303,5 +344,5 @@ def align_labels(panels: Sequence[Panel]) -> None:
         w._labeled_widget().label_width = widest
 
 
-__all__ = ["DeepREDPanel", "DevicePanel", "OutputPanel", "Panel", "RunPanel", "SourcePanel",
-           "StacksPanel", "StoppingPanel", "TaskInputsPanel", "align_labels"]
+__all__ = ["PSF_CONTROLS", "DeepREDPanel", "DevicePanel", "OutputPanel", "Panel", "RunPanel",
+           "SourcePanel", "StacksPanel", "StoppingPanel", "TaskInputsPanel", "align_labels"]

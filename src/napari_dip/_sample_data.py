@@ -53,3 +53,10 @@ def mri() -> list[tuple]:
 def inpainting() -> list[tuple]:
     """Astronaut crop (RGB) with scribbled holes, and the Labels mask of the holes."""
     return _layers(samples.inpainting(), "astronaut (holes)", mask_name="astronaut holes mask")
+
+
+def sky() -> list[tuple]:
+    """Hubble deep field with a dead column, a satellite trail and cosmic-ray hits, and the
+    Labels mask of those defects."""
+    return _layers(samples.sky(), "sky (defects)", colormap="magma",
+                   mask_name="sky defects mask")

@@ -18,21 +18,28 @@ import numpy as np
 from ._layers import layer_axes
 from .methods import METHODS, noise_level_applies
 from .stacks import runs_in_parts
-from .tasks import TASKS
+from .tasks import BOUNDARIES, NOISE_MODELS, TASKS
 
 #: Choices of the widget's combo boxes: (text shown, value).
 TASK_CHOICES = [(task.description, task.name) for task in TASKS.values()]
 METHOD_CHOICES = [(method.description, method.name) for method in METHODS.values()]
 FACTOR_CHOICES = [(f"x{factor}", factor) for factor in TASKS["super_resolution"].factors]
 KERNEL_CHOICES = [("Gaussian (25x25, sigma 1.6 px)", "gaussian"),
-                  ("uniform (9x9 box)", "uniform")]
+                  ("uniform (9x9 box)", "uniform"),
+                  ("PSF from an Image layer", "layer"),
+                  ("PSF modelled from the objective", "model")]
+#: The kernel choices that are names of :func:`napari_dip.restore`'s kernels.
+KERNEL_NAMES = ("gaussian", "uniform")
+BOUNDARY_CHOICES = [(text, name) for text, name in (
+    ("valid (real images: no ringing at the edges)", "valid"),
+    ("circular (the blur wraps around)", "circular")) if name in BOUNDARIES]
 PRESET_CHOICES = [("fast (laptop friendly)", "fast"), ("paper (DIP paper settings)", "paper")]
 DENOISER_CHOICES = [("non-local means", "nlm"), ("BM3D", "bm3d"), ("total variation", "tv")]
 SIGMA_CHOICES = [("task default", "default"), ("estimate (auto)", "auto"),
                  ("fixed value", "fixed")]
 STOP_LEVEL_CHOICES = [("estimate (denoising)", "auto"), ("known value", "fixed"),
                       ("unknown (ES-WMV)", "none")]
-NOISE_CHOICES = [("Gaussian", "gaussian"), ("Poisson (photon counts)", "poisson")]
+NOISE_CHOICES = [(model.label, model.name) for model in NOISE_MODELS.values()]
 STACK_CHOICES = [("2-D per plane", "slices"), ("3-D volume", "volume"),
                  ("only the current plane", "plane")]
 TILE_CHOICES = [("none", "none"), ("automatic (fits memory)", "auto"), ("fixed size", "fixed")]
@@ -53,7 +60,14 @@ class WidgetSettings:
     noise: str = "gaussian"
     mask: str | None = None
     factor: int = 4
-    kernel: str = "gaussian"
+    kernel: str = "gaussian"  # a name, "layer" (psf_layer) or "model" (the psf_ values)
+    boundary: str = "valid"
+    psf_layer: str | None = None  # an Image layer: a 2-D PSF, or a 3-D one for volumes
+    psf_na: float = 1.4  # the modelled PSF's objective (napari_dip.psf), lengths in um
+    psf_wavelength: float = 0.52
+    psf_pixel_size: float = 0.1
+    psf_z_step: float = 0.2  # 3-D volumes only
+    psf_ni: float = 1.515
     flash: str | None = None
     preset: str = "fast"
     iterations: int = 1500
@@ -130,9 +144,10 @@ def warm_start_applies(settings: WidgetSettings, axes: str | None) -> bool:
 
 
 def noise_level_for(settings: WidgetSettings) -> bool:
-    """Whether the run can stop at a noise level (the engine's rule)."""
-    return noise_level_applies(settings.task, settings.method, settings.noise,
-                               bool(settings.early_stop))
+    """Whether the noise level applies: the run can stop at it (the engine's rule), or the
+    noise model's likelihood needs it (Rician: estimated from the background, or known)."""
+    return NOISE_MODELS[settings.noise].likelihood_sigma or noise_level_applies(
+        settings.task, settings.method, settings.noise, bool(settings.early_stop))
 
 
 def stack_every_for(settings: WidgetSettings, kwargs: Mapping[str, Any]) -> int | None:
@@ -191,13 +206,54 @@ def _add_task_inputs(settings: WidgetSettings, layers: Mapping[str, Any],
     if task.needs("factor"):
         kwargs["factor"] = int(settings.factor)
     if task.needs("kernel"):
-        kwargs["kernel"] = settings.kernel
+        _add_kernel(settings, layers, kwargs, arrays, inputs)
+    if task.needs("boundary"):
+        kwargs["boundary"] = settings.boundary
     if task.needs("flash"):
         flash_layer = _find(layers, settings.flash)
         if flash_layer is None:
             raise ValueError("flash/no-flash needs the flash shot as a second Image layer")
         arrays["flash"] = layer_data(flash_layer)
         inputs["flash"] = settings.flash
+
+
+def psf_parameters(settings: WidgetSettings, volume: bool) -> dict[str, Any]:
+    """The keyword arguments of :func:`napari_dip.psf` for the modelled PSF (z_step only
+    for a 3-D volume)."""
+    params = {"na": float(settings.psf_na), "wavelength": float(settings.psf_wavelength),
+              "pixel_size": float(settings.psf_pixel_size), "ni": float(settings.psf_ni)}
+    if volume:
+        params["z_step"] = float(settings.psf_z_step)
+    return params
+
+
+def _add_kernel(settings: WidgetSettings, layers: Mapping[str, Any], kwargs: dict[str, Any],
+                arrays: dict[str, np.ndarray], inputs: dict[str, Any]) -> None:
+    """The blur kernel: a name (a keyword argument), or an array (``arrays["kernel"]``):
+    a PSF layer's pixels or the PSF modelled from the objective at the run's sampling."""
+    if settings.kernel in KERNEL_NAMES:
+        kwargs["kernel"] = settings.kernel
+        return
+    image = layers[settings.image]
+    volume = stack_mode_for(settings, axes_of(image)) == "volume"
+    if settings.kernel == "layer":
+        psf_layer = _find(layers, settings.psf_layer)
+        if psf_layer is None:
+            raise ValueError("choose the Image layer that holds the PSF (an image of a bead: "
+                             "2-D, or a 3-D Z-stack for '3-D volume' runs)")
+        arrays["kernel"] = np.asarray(layer_data(psf_layer), dtype=np.float64)
+        inputs["kernel"] = settings.psf_layer
+        return
+    from .psf_model import psf, spacing_mismatch
+
+    params = psf_parameters(settings, volume)
+    if volume:
+        why = spacing_mismatch(params["z_step"], params["pixel_size"],
+                               [float(v) for v in image.scale[-3:]])
+        if why is not None:
+            raise ValueError(f"modelled PSF: {why}")
+    arrays["kernel"] = psf(**params)
+    inputs["psf_model"] = params
 
 
 def _add_method_options(settings: WidgetSettings, kwargs: dict[str, Any]) -> None:
@@ -224,8 +280,8 @@ def _add_stack_and_tiles(settings: WidgetSettings, layer, plane: Plane,
         if callable(plane):
             plane = plane(layer)
         index = tuple(plane) if plane is not None else (0,) * leading
-        for name, array in arrays.items():
-            if name == "image" or np.ndim(array) >= leading + 2:
+        for name, array in arrays.items():  # the kernel is the same for every plane
+            if name == "image" or (name != "kernel" and np.ndim(array) >= leading + 2):
                 arrays[name] = np.asarray(array[index])
         inputs["plane"] = list(index)
     elif mode is not None:
@@ -243,8 +299,9 @@ def _add_stack_and_tiles(settings: WidgetSettings, layer, plane: Plane,
         kwargs["warm_start"] = bool(settings.warm_start)
 
 
-__all__ = ["DENOISER_CHOICES", "FACTOR_CHOICES", "KERNEL_CHOICES", "METHOD_CHOICES",
-           "NOISE_CHOICES", "PRESET_CHOICES", "SIGMA_CHOICES", "STACK_CHOICES",
-           "STOP_LEVEL_CHOICES", "TASK_CHOICES", "TILE_CHOICES", "LayerLike", "WidgetSettings",
-           "axes_of", "layer_data", "noise_level_for", "restore_arguments", "spatial_ndim",
-           "stack_every_for", "stack_mode_for", "tiles_for", "warm_start_applies"]
+__all__ = ["BOUNDARY_CHOICES", "DENOISER_CHOICES", "FACTOR_CHOICES", "KERNEL_CHOICES",
+           "KERNEL_NAMES", "METHOD_CHOICES", "NOISE_CHOICES", "PRESET_CHOICES", "SIGMA_CHOICES",
+           "STACK_CHOICES", "STOP_LEVEL_CHOICES", "TASK_CHOICES", "TILE_CHOICES", "LayerLike",
+           "WidgetSettings", "axes_of", "layer_data", "noise_level_for", "psf_parameters",
+           "restore_arguments", "spatial_ndim", "stack_every_for", "stack_mode_for",
+           "tiles_for", "warm_start_applies"]

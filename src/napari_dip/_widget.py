@@ -67,6 +67,15 @@ if TYPE_CHECKING:
 
 #: Settings fields that are not the value of a control of the same name.
 _NOT_CONTROLS = ("iterations_from_preset",)
+#: The controls whose value changes which others are shown.
+_VISIBILITY_CONTROLS = ("task", "method", "keep_stack", "sigma_mode", "noise", "noise_level",
+                        "early_stop", "stack_mode", "tiling", "kernel")
+
+
+def _kernel(arrays) -> dict[str, Any]:
+    """A PSF array (from a layer, or modelled) as ``kernel=``; a named kernel is among the
+    keyword arguments instead."""
+    return {"kernel": arrays["kernel"]} if "kernel" in arrays else {}
 
 
 class _ParametersOut:
@@ -180,9 +189,8 @@ class DIPWidget(Container, _ParametersOut):
         self.native.setMinimumWidth(320)
 
     def _connect(self) -> None:
-        for control in (self.task, self.method, self.keep_stack, self.sigma_mode, self.noise,
-                        self.noise_level, self.early_stop, self.stack_mode, self.tiling):
-            control.changed.connect(self._update_visibility)
+        for name in _VISIBILITY_CONTROLS:
+            getattr(self, name).changed.connect(self._update_visibility)
         for control in (self.task, self.preset, self.factor):
             control.changed.connect(self._show_preset_iterations)
         self.image.changed.connect(self._apply_sample_hints)
@@ -244,7 +252,7 @@ class DIPWidget(Container, _ParametersOut):
         return self._names(Labels)
 
     def _refresh_choices(self, *_) -> None:
-        for combo in (self.image, self.mask, self.flash):
+        for combo in (self.image, self.mask, self.flash, self.psf_layer):
             combo.reset_choices()
 
     def _on_layer_inserted(self, event) -> None:
@@ -311,7 +319,7 @@ class DIPWidget(Container, _ParametersOut):
         try:
             kwargs, arrays, inputs = self.restore_arguments()
             validate(arrays["image"], mask=arrays.get("mask"), flash=arrays.get("flash"),
-                     **kwargs)  # every check the engine makes, before any work
+                     **_kernel(arrays), **kwargs)  # every check the engine makes, first
         except ValueError as exc:
             show_error(describe_error(exc))
             return None
@@ -322,7 +330,7 @@ class DIPWidget(Container, _ParametersOut):
                                   selected=list(selection), active=selection.active)
         self._session = session
         gen = run_steps(arrays["image"], mask=arrays.get("mask"), flash=arrays.get("flash"),
-                        preview_every=int(settings.preview_every),
+                        **_kernel(arrays), preview_every=int(settings.preview_every),
                         stack_every=session.stack_every, threads=gui_threads(),
                         cancel=session.cancel, **kwargs)
         session.start(gen)

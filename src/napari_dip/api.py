@@ -28,8 +28,19 @@ _DOC_ARGS = """
         Super-resolution only: 2, 4 or 8 (along Y and X); with ``mode="volume"`` 2 to 8
         along Z (thick slices made thin).
     kernel:
-        Deblurring only: ``"gaussian"`` (25x25, sigma 1.6 px, the default), ``"uniform"``
-        (9x9 box) or a 2-D array (normalised to sum 1).
+        Deblurring (deconvolution) only: ``"gaussian"`` (25x25, sigma 1.6 px, the default),
+        ``"uniform"`` (9x9 box), a 2-D array, or with ``mode="volume"`` a 3-D (Z, Y, X) PSF
+        sampled like the stack (a measured bead, or :func:`napari_dip.psf` from the
+        objective's parameters). Arrays are normalised to sum 1; they must be no larger than
+        the image, finite, non-negative and centred (centre of mass within 1 px, or a tenth
+        of the size, of the centre pixel ``size // 2``).
+    boundary:
+        Deblurring only: ``"valid"`` (default) restores an estimate that reaches beyond the
+        image by the kernel's half-width and compares only its blur's valid part with the
+        image, so real images, whose opposite edges differ, do not ring at their edges;
+        ``"circular"`` takes the blur to wrap around the edges (synthetic data blurred that
+        way; it cannot be tiled). Tiles of a deblurring run overlap by at least the
+        kernel's size.
     flash:
         Flash/no-flash only: the flash shot, same shape as ``image`` (the no-flash shot); it is
         also the network's input.
@@ -72,8 +83,9 @@ _DOC_ARGS = """
     mode:
         With a Z axis: ``"slices"`` (default) restores each plane with the 2-D network,
         ``"volume"`` restores each volume at once with the 3-D network (denoise, inpaint with
-        a 3-D mask, super-resolution along Z by ``factor``: thick slices made thin). T is
-        always run one time point after the other.
+        a 3-D mask, super-resolution along Z by ``factor``: thick slices made thin, 3-D
+        deconvolution with a 3-D ``kernel``). T is always run one time point after the
+        other.
     tile:
         Large planes: restore them in overlapping tiles of this many pixels, blended with
         smooth weights; ``"auto"`` picks the largest tile that fits the device's memory (no

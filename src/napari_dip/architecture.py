@@ -92,19 +92,25 @@ def size_factors(spatial_dims: int, factor: int, z_factor: int = 1) -> tuple[int
 
 
 def padded_layout(spatial: tuple[int, ...], factor: int, z_factor: int,
-                  spacing: tuple[float, float, float] | None, config: NetworkConfig
+                  spacing: tuple[float, float, float] | None, config: NetworkConfig,
+                  margin: tuple[int, ...] | None = None
                   ) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
     """(padded measurement shape, the 3-D network's Z strides or None) of a part whose
     measurement has the spatial shape ``spatial`` ((H, W) or (D, H, W)). The problem pads
-    to this shape and the memory estimate counts it, so both use this one function."""
-    padded = [padded_size(n, factor, config) for n in spatial[-2:]]
+    to this shape and the memory estimate counts it, so both use this one function.
+
+    ``margin`` (one entry per spatial axis, pixels): the padding must leave at least this
+    much on each side of the measurement (a valid boundary's kernel half-width)."""
+    margin = (0,) * len(spatial) if margin is None else tuple(margin)
+    least = [n + 2 * m for n, m in zip(spatial, margin, strict=True)]
+    padded = [padded_size(n, factor, config) for n in least[-2:]]
     strides = None
     if len(spatial) == 3:
         voxel = None
         if spacing is not None:
             sz, sy, sx = spacing
             voxel = (sz / z_factor, min(sy, sx))  # the estimate's voxel size
-        strides = z_strides(config, spatial[0] * z_factor, voxel)
+        strides = z_strides(config, least[0] * z_factor, voxel)
         multiple = 2 ** sum(1 for st in strides if st == 2)
-        padded.insert(0, padded_length(spatial[0], z_factor, multiple, multiple))
+        padded.insert(0, padded_length(least[0], z_factor, multiple, multiple))
     return tuple(padded), strides

@@ -20,7 +20,7 @@ import numpy as np
 from .denoisers import DENOISERS
 from .methods import METHODS
 from .request import SR_FACTORS
-from .tasks import NOISE_MODELS, TASKS
+from .tasks import BOUNDARIES, NOISE_MODELS, TASKS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,34 +44,85 @@ def _parser() -> argparse.ArgumentParser:
                     "terminated run leaves no partial file.",
     )
     r.add_argument("input", nargs="?", help="image, stack or volume to restore: TIFF, PNG, "
-                   "JPEG, NIfTI (.nii, .nii.gz) or DICOM (.dcm)")
-    r.add_argument("-o", "--output", help="output file (.tif, .png, .jpg, .bmp or "
-                   ".nii/.nii.gz); default: <input>_restored.tif, or napari-dip-sample.png "
-                   "with --sample")
+                   "JPEG, NIfTI (.nii, .nii.gz), DICOM (.dcm) or FITS (.fits)")
+    r.add_argument("-o", "--output", help="output file (.tif, .png, .jpg, .bmp, "
+                   ".nii/.nii.gz or .fits); default: <input>_restored.tif (.fits for a FITS "
+                   "input, with its header), or napari-dip-sample.png with --sample")
     r.add_argument("--overwrite", action="store_true",
                    help="replace OUTPUT if it exists (only once the new file is complete)")
     r.add_argument("--sample", nargs="?", const="camera", metavar="NAME",
                    help="restore a bundled sample instead of a file: camera (default), cell, "
-                        "mri, hubble or inpainting")
+                        "mri, hubble, inpainting or sky")
+    add_restore_options(r)
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.add_parser("devices", help="list the devices this machine can run on")
+    from .batch_cli import add_batch_options
+
+    b = sub.add_parser(
+        "batch", allow_abbrev=False, help="restore many files on Dask (local or a cluster)",
+        description="Restore every INPUT into OUTDIR/<name>.tif with the same settings, on a "
+                    "local Dask cluster (default), a running scheduler (--scheduler) or a "
+                    "SLURM/PBS/LSF cluster (--cluster). OUTDIR/napari-dip-batch.jsonl "
+                    "records every file; the same command again skips what is done. Exit "
+                    "status 1 when some files failed.")
+    add_batch_options(b)
+    add_restore_options(b)
+    return parser
+
+
+def add_restore_options(r: argparse.ArgumentParser) -> None:
+    """The options that say how to restore (task, method, layout, run settings), shared by
+    ``restore`` and ``batch``; :func:`_layout_arguments` and :func:`_task_arguments` turn
+    them into ``restore`` keyword arguments."""
     r.add_argument("--task", choices=TASKS, help="default: denoise (or the sample's task)")
     r.add_argument("--method", choices=METHODS, default="dip")
     r.add_argument("--mask", help="inpainting mask file, nonzero = pixel to fill")
     r.add_argument("--mask-known", action="store_true",
                    help="the mask marks KNOWN pixels instead (as the DIP paper's masks do)")
+    r.add_argument("--nan-as-mask", action="store_true",
+                   help="inpainting: fill the image's NaN pixels (bad pixels of a reduced "
+                        "frame); implies --task inpaint")
+    r.add_argument("--mask-cosmic-rays", action="store_true",
+                   help="inpainting: also fill cosmic-ray hits (L.A.Cosmic, astroscrappy: "
+                        "pip install \"napari-dip[astro]\")")
+    r.add_argument("--mask-saturated", type=float, metavar="LEVEL",
+                   help="inpainting: also fill pixels at or above LEVEL (saturated stars)")
+    r.add_argument("--mask-grow", type=int, default=0, metavar="PIXELS",
+                   help="grow the mask by this many pixels (defects bleed into neighbours)")
+    r.add_argument("--hdu", help="FITS input: the HDU to read, an index or EXTNAME "
+                   "(default: the first that holds an image)")
     r.add_argument("--factor", type=int, choices=SR_FACTORS, help="super-resolution factor")
     r.add_argument("--kernel", help="deblurring kernel: gaussian, uniform, or a .npy/.tif file")
+    r.add_argument("--psf", metavar="FILE",
+                   help="deconvolution with a measured PSF: a .tif or .npy file, 2-D, or 3-D "
+                        "(Z, Y, X) for --mode volume (background subtracted, centred, sampled "
+                        "like the image); implies --task deblur")
+    r.add_argument("--psf-model", metavar="NAME=VALUE,...",
+                   help="deconvolution with a PSF modelled from the objective (psfmodels, "
+                        "pip install \"napari-dip[psf]\"; lengths in um): "
+                        "na=1.4,wavelength=0.52,pixel_size=0.1 and optionally z_step= (a 3-D "
+                        "PSF, for --mode volume), ni= (immersion index, 1.515), ns= (sample "
+                        "index), depth= (um below the coverslip), model=vectorial|scalar|"
+                        "gaussian, shape= (odd sizes, e.g. 31 or 15x31x31); implies --task "
+                        "deblur")
+    r.add_argument("--boundary", choices=BOUNDARIES,
+                   help="deblurring: valid (default: the estimate reaches beyond the image's "
+                        "edges, so real images do not ring there) or circular (the blur "
+                        "wraps around the edges: synthetic data blurred that way)")
     r.add_argument("--flash", help="flash shot for --task flash_no_flash")
     r.add_argument("--preset", choices=("fast", "paper"), default="fast")
     r.add_argument("--iterations", type=int, help="iteration limit (default: the preset's)")
     r.add_argument("--no-early-stop", action="store_true", help="run every iteration")
     r.add_argument("--noise-sigma", default=None, metavar="SIGMA",
-                   help="Gaussian noise standard deviation in the image's units: DIP stops "
-                        "when its residual reaches it; 'auto' (default) estimates it for "
-                        "denoising, 'none' stops by ES-WMV")
+                   help="noise standard deviation in the image's units. Gaussian: DIP "
+                        "stops when its residual reaches it; 'auto' (default) estimates it "
+                        "for denoising, 'none' stops by ES-WMV. Rician: the likelihood's "
+                        "sigma; 'auto' reads it from the dark background")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--noise", choices=NOISE_MODELS, default=None,
-                   help="noise model (default gaussian; poisson for photon counts)")
+                   help="noise model (default gaussian; poisson for photon counts, "
+                        "rician for magnitude MRI)")
     r.add_argument("--channel-axis", type=int, default=None,
                    help="axis holding colour channels (default: -1 for RGB pictures)")
     r.add_argument("--axes", help="one letter per axis of INPUT: T (time), Z (depth), Y, X, "
@@ -92,9 +143,6 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice, one per core); "
                         "on a busy machine fewer threads can be much faster")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
-    sub.add_parser("devices", help="list the devices this machine can run on")
-    return parser
 
 
 def _number(text: str) -> float:
@@ -130,9 +178,10 @@ def _denoiser_sigma_argument(text: str):
 _KERNEL_NAMES = ("gaussian", "uniform")
 
 
-def _kernel_argument(value: str | None):
-    """--kernel: a kernel's name, or the array in a .npy, .tif or .png file."""
-    if value is None or value in _KERNEL_NAMES:
+def _kernel_argument(value: str | None, option: str = "--kernel"):
+    """--kernel: a kernel's name, or the array in a .npy, .tif or .png file (--psf: a
+    .npy or .tif file)."""
+    if value is None or (option == "--kernel" and value in _KERNEL_NAMES):
         return value
     from .imageio import read_image, read_npy
 
@@ -141,7 +190,88 @@ def _kernel_argument(value: str | None):
         return read_npy(path)
     if path.suffix.lower() in (".tif", ".tiff", ".png"):
         return read_image(path).astype(np.float64)
+    if option == "--psf":
+        raise ValueError(f"--psf must be a .tif or .npy file, got {value!r}")
     raise ValueError(f"--kernel must be gaussian, uniform or a .npy/.tif/.png file, got {value!r}")
+
+
+def _psf_shape(text: str):
+    """shape= of --psf-model: ``31`` or ``15x31x31``."""
+    try:
+        sizes = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--psf-model shape= takes odd sizes such as 31 or 15x31x31, got "
+                         f"{text!r}") from None
+    return sizes[0] if len(sizes) == 1 else sizes
+
+
+#: The parameters of --psf-model (napari_dip.psf's keywords) and how each is read.
+_PSF_PARAMETERS = {"na": float, "wavelength": float, "pixel_size": float, "z_step": float,
+                   "ni": float, "ns": float, "depth": float, "model": str, "shape": _psf_shape}
+_PSF_REQUIRED = ("na", "wavelength", "pixel_size")
+
+
+def _psf_model_argument(text: str) -> dict:
+    """--psf-model NAME=VALUE,...: the keyword arguments of :func:`napari_dip.psf`."""
+    import difflib
+
+    params: dict = {}
+    example = "e.g. --psf-model na=1.4,wavelength=0.52,pixel_size=0.1"
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = (part.strip() for part in item.partition("="))
+        name = name.lower()
+        if not sep or not value:
+            raise ValueError(f"--psf-model takes NAME=VALUE pairs separated by commas "
+                             f"({example}), got {item!r}")
+        if name not in _PSF_PARAMETERS:
+            close = difflib.get_close_matches(name, _PSF_PARAMETERS, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(f"--psf-model has no parameter {name!r}{hint}; it takes "
+                             f"{', '.join(_PSF_PARAMETERS)}")
+        if name in params:
+            raise ValueError(f"--psf-model gives {name}= twice")
+        read = _PSF_PARAMETERS[name]
+        if read is float:
+            number = _number(value)
+            if math.isnan(number):
+                raise ValueError(f"--psf-model {name}= takes a number, got {value!r}")
+            params[name] = number
+        else:
+            params[name] = read(value)
+    missing = [f"{name}=" for name in _PSF_REQUIRED if name not in params]
+    if missing:
+        raise ValueError(f"--psf-model needs {', '.join(missing)} ({example}; lengths in um)")
+    return params
+
+
+def _psf_arguments(args, kwargs: dict) -> None:
+    """--psf FILE or --psf-model: the deconvolution kernel (implies --task deblur)."""
+    if args.psf is None and args.psf_model is None:
+        return
+    given = [name for name, value in (("--kernel", args.kernel), ("--psf", args.psf),
+                                      ("--psf-model", args.psf_model)) if value is not None]
+    if len(given) > 1:
+        raise ValueError(f"give one of {', '.join(given)}: each is the blur kernel")
+    option = given[0]
+    task = kwargs.setdefault("task", "deblur")
+    if task != "deblur":
+        raise ValueError(f"{option} is the blur of --task deblur, not --task {task}")
+    if args.psf is not None:  # 2-D, or 3-D for --mode volume (the run checks which)
+        kwargs["kernel"] = _kernel_argument(args.psf, "--psf")
+        return
+    params = _psf_model_argument(args.psf_model)
+    if kwargs.get("mode") == "volume" and "z_step" not in params:
+        raise ValueError("--psf-model needs z_step= (the stack's Z step in um) with --mode "
+                         "volume, which deconvolves in 3-D")
+    from .psf_model import psf, spacing_mismatch
+
+    why = spacing_mismatch(params.get("z_step"), params["pixel_size"], kwargs.get("spacing"))
+    if why is not None:
+        raise ValueError(f"--psf-model: {why}")
+    try:
+        kwargs["kernel"] = psf(**params)
+    except ValueError as error:
+        raise ValueError(f"--psf-model: {error}") from None
 
 
 def _psnr(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
@@ -227,14 +357,15 @@ def _load_input(args, kwargs: dict):
         return sample.degraded, sample.truth, None, Path(args.output or "napari-dip-sample.png")
     if args.input is None:
         raise ValueError("give an INPUT image file, or --sample to try a bundled one")
-    source = read_data(args.input)
+    source = read_data(args.input, hdu=args.hdu)
     image = source.array
     stem = Path(args.input).name
-    for suffix in (".nii.gz", Path(args.input).suffix):
+    for suffix in (".nii.gz", ".fits.gz", ".fit.gz", ".fts.gz", Path(args.input).suffix):
         if suffix and stem.lower().endswith(suffix.lower()):
             stem = stem[:-len(suffix)]
             break
-    output = Path(args.output or Path(args.input).with_name(stem + "_restored.tif"))
+    default = ".fits" if source.format == "fits" else ".tif"  # FITS keeps its header
+    output = Path(args.output or Path(args.input).with_name(stem + "_restored" + default))
     if args.axes is None and args.channel_axis is None:
         if image.ndim == 3 and image.shape[-1] in (3, 4) and source.axes in (None, "YXC"):
             kwargs["channel_axis"] = -1
@@ -293,6 +424,9 @@ def _task_arguments(args, kwargs: dict) -> None:
     kernel = _kernel_argument(args.kernel)
     if kernel is not None:
         kwargs["kernel"] = kernel
+    _psf_arguments(args, kwargs)
+    if args.boundary is not None:
+        kwargs["boundary"] = args.boundary
     if args.method == "deepred":
         if args.denoiser:
             kwargs["denoiser"] = args.denoiser
@@ -304,6 +438,55 @@ def _task_arguments(args, kwargs: dict) -> None:
                   device=args.device, seed=args.seed)
     if args.noise_sigma is not None:
         kwargs["noise_sigma"] = _noise_sigma_argument(args.noise_sigma)
+
+
+def _defect_arguments(args, image, kwargs: dict):
+    """--nan-as-mask, --mask-cosmic-rays, --mask-saturated and --mask-grow: the inpainting
+    mask made from the frame's defects (with a --mask file's holes). Returns the image to
+    restore: the input, or, when NaN pixels join other holes, a copy with them set to 0."""
+    flags = args.nan_as_mask or args.mask_cosmic_rays or args.mask_saturated is not None
+    if not flags:
+        if args.mask_grow:
+            if "mask" not in kwargs:
+                raise ValueError("--mask-grow grows an inpainting mask: give --mask or a "
+                                 "defect option (--nan-as-mask, --mask-cosmic-rays, "
+                                 "--mask-saturated)")
+            kwargs["mask"] = _grown(np.asarray(kwargs["mask"], bool), args.mask_grow)
+        return image
+    from . import defects
+
+    if np.ndim(image) != 2:
+        raise ValueError("the defect options (--nan-as-mask, --mask-cosmic-rays, "
+                         "--mask-saturated) take a 2-D frame; give a --mask file instead")
+    kwargs.setdefault("task", "inpaint")
+    only_nan = args.nan_as_mask and not (args.mask_cosmic_rays or args.mask_saturated
+                                         is not None or "mask" in kwargs or args.mask_grow)
+    if only_nan:
+        kwargs["mask"] = "nan"
+        return image
+    holes = np.zeros(np.shape(image), bool) if "mask" not in kwargs \
+        else np.asarray(kwargs["mask"], bool)
+    nan = defects.nan_mask(image)
+    if args.nan_as_mask:
+        holes |= nan
+    if args.mask_cosmic_rays:
+        holes |= defects.cosmic_ray_mask(image)
+    if args.mask_saturated is not None:
+        holes |= defects.saturation_mask(image, args.mask_saturated)
+    kwargs["mask"] = _grown(holes, args.mask_grow)
+    print(f"mask: {100 * float(np.mean(kwargs['mask'])):.2f} % of the frame to fill",
+          file=sys.stderr)
+    if nan.any() and args.nan_as_mask:
+        return np.where(nan, 0.0, image).astype(np.asarray(image).dtype)
+    return image
+
+
+def _grown(holes: np.ndarray, pixels: int) -> np.ndarray:
+    from .defects import grow_mask
+
+    if pixels < 0:
+        raise ValueError(f"--mask-grow takes a number of pixels >= 0, got {pixels}")
+    return grow_mask(holes, pixels)
 
 
 def _summary(output: Path, result, image, truth) -> dict:
@@ -327,6 +510,8 @@ def _input_files(args) -> dict[str, str]:
     files = {"INPUT": args.input, "--mask": args.mask, "--flash": args.flash}
     if args.kernel not in (None, *_KERNEL_NAMES):
         files["--kernel"] = args.kernel
+    if args.psf is not None:
+        files["--psf"] = args.psf
     return {role: path for role, path in files.items() if path is not None}
 
 
@@ -372,6 +557,7 @@ def _restore_command(args) -> int:
     image, truth, source, output = _load_input(args, kwargs)
     _layout_arguments(args, kwargs, source)
     _task_arguments(args, kwargs)
+    image = _defect_arguments(args, image, kwargs)
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be at least 1, got {args.threads}")
     value_range = _check_before_run(args, output, image, kwargs)
@@ -386,6 +572,26 @@ def _restore_command(args) -> int:
                 overwrite=args.overwrite)
     print(json.dumps(_summary(output, result, image, truth)))
     return 0
+
+
+def _batch_command(args, argv: list[str]) -> int:
+    """``napari-dip batch``: the restore options (and --params) as ``restore`` arguments,
+    each file's own layout added where it is read."""
+    from .batch_cli import apply_params, run_batch_command
+
+    extra = apply_params(args, argv)
+    mode, args.mode = args.mode, None  # checked per file: each names its own axes
+    kwargs: dict = {}
+    _layout_arguments(args, kwargs, None)
+    _task_arguments(args, kwargs)
+    if args.nan_as_mask or args.mask_cosmic_rays or args.mask_saturated is not None:
+        raise ValueError("the defect options (--nan-as-mask, --mask-cosmic-rays, "
+                         "--mask-saturated) are made from each frame and batch does not "
+                         "take them yet; give a --mask file")
+    _defect_arguments(args, None, kwargs)  # --mask-grow on a --mask file
+    if mode is not None:
+        kwargs["mode"] = mode
+    return run_batch_command(args, {**kwargs, **extra})
 
 
 class _Terminated(BaseException):
@@ -424,6 +630,8 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(available_devices()))
             return 0
         with _sigterm_raises():
+            if args.command == "batch":
+                return _batch_command(args, sys.argv[1:] if argv is None else argv)
             return _restore_command(args)
     except ValueError as error:
         print(f"napari-dip: error: {error}", file=sys.stderr)

@@ -30,7 +30,7 @@ from .records import Result, Step
 from .sizing import plan_tiles
 from .stacks import WARM_FRACTION
 from .stitching import Stitcher
-from .tasks import TASKS
+from .tasks import TASKS, get_noise_model
 
 #: Steps averaged when comparing a part's loss with the first part's (the loss of single
 #: steps scatters with the input perturbation).
@@ -62,9 +62,22 @@ def run(plan: Plan, cancel=None) -> Generator[Step, None, Result]:
     iteration."""
     device = resolve_device(plan.template.device)
     plan_tiles(plan, device)  # from the plan's shapes: before any copy of the image
+    _estimate_likelihood_sigma(plan)
     if plan.single:
         return build_solver(plan.single_request(), device, cancel=cancel).run()
     return run_parts(plan, device, cancel)
+
+
+def _estimate_likelihood_sigma(plan: Plan) -> None:
+    """A likelihood that needs the noise level (Rician) with ``noise_sigma="auto"``: read it
+    once from the whole image (its dark background), so every plane and tile uses the same
+    value, and tiles without background need none of their own."""
+    t = plan.template
+    if get_noise_model(t.noise).likelihood_sigma and t.noise_sigma == "auto":
+        from .noise_levels import rician_sigma
+
+        plan.template = replace(t, noise_sigma=rician_sigma(plan.image),
+                                noise_sigma_estimated=True)
 
 
 def fitted_loss(result: Result) -> float:

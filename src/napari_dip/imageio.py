@@ -1,7 +1,8 @@
 """Reading and writing images for the command line: TIFF images and stacks (tifffile),
 PNG/JPEG/BMP (scikit-image), and, when the optional packages are installed, NIfTI volumes
-(.nii, .nii.gz: nibabel) and DICOM files (.dcm: pydicom); ``pip install "napari-dip[io]"``
-installs both. Qt-free and torch-free.
+(.nii, .nii.gz: nibabel) and DICOM files (.dcm: pydicom) (``pip install "napari-dip[io]"``
+installs both), and FITS frames (.fits: astropy, ``pip install "napari-dip[astro]"``; see
+:mod:`napari_dip.fits`). Qt-free and torch-free.
 
 Every read problem (a missing file, a folder, no permission, an empty or corrupt file) is a
 ValueError ``cannot read PATH: reason``. :func:`check_output_format` tells before a run
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .fits import FITS_SUFFIXES
 from .safe_write import atomic_write
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -31,7 +33,8 @@ DICOM_SUFFIXES = (".dcm", ".dicom")
 #: The file type named in read errors, by suffix.
 _LABELS = {".tif": "TIFF", ".tiff": "TIFF", ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG",
            ".bmp": "BMP", ".nii": "NIfTI", ".nii.gz": "NIfTI", ".dcm": "DICOM",
-           ".dicom": "DICOM", ".npy": "NumPy .npy"}
+           ".dicom": "DICOM", ".npy": "NumPy .npy",
+           **dict.fromkeys(FITS_SUFFIXES, "FITS")}
 
 #: What each picture format holds, as Pillow writes it: {dtype: channel counts} and the
 #: same in words. Pillow writes 16-bit PNGs in grey only; JPEG and BMP are 8-bit, and
@@ -47,7 +50,10 @@ _TIFF_ADVICE = "write a .tif (float32, keeps the values)"
 
 def _suffix(path: Path) -> str:
     name = path.name.lower()
-    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+    for double in (".nii.gz", *(s for s in FITS_SUFFIXES if s.endswith(".gz"))):
+        if name.endswith(double):
+            return double
+    return path.suffix.lower()
 
 
 def _optional(module: str, what: str):
@@ -151,6 +157,8 @@ def _decoding(path: Path, reason: Callable[[Path, BaseException], str] | None = 
     except PermissionError:
         raise ValueError(f"cannot read {path}: permission denied") from None
     except Exception as error:
+        if isinstance(error, ValueError) and str(error).startswith("cannot read "):
+            raise  # a reader's own message, as it is
         why = reason(path, error) if reason is not None else _short(error)
         label = _LABELS.get(_suffix(path), "image")
         raise ValueError(f"cannot read {path}: not a valid {label} file ({why})") from error
@@ -161,8 +169,8 @@ def _unknown_type(path: Path) -> ValueError:
     kind = f"unknown file type {suffix!r}" if suffix else "no file type (suffix)"
     return ValueError(
         f"cannot read {path}: {kind}; use a TIFF ({', '.join(TIFF_SUFFIXES)}), picture "
-        f"({', '.join(PICTURE_SUFFIXES)}), NIfTI ({', '.join(NIFTI_SUFFIXES)}) or DICOM "
-        f"({', '.join(DICOM_SUFFIXES)}) file")
+        f"({', '.join(PICTURE_SUFFIXES)}), NIfTI ({', '.join(NIFTI_SUFFIXES)}), DICOM "
+        f"({', '.join(DICOM_SUFFIXES)}) or FITS ({', '.join(FITS_SUFFIXES[:3])}) file")
 
 
 def _read_tiff(path: Path) -> ImageData:
@@ -225,14 +233,30 @@ def _read_picture(path: Path) -> np.ndarray:
     return image
 
 
-def read_data(path: str | Path) -> ImageData:
-    """Read any supported file, with axis names and voxel size where the format has them.
+def _read_fits(path: Path, hdu) -> ImageData:
+    from .fits import astropy_fits, read_fits
+
+    astropy_fits()  # a missing package is named, not reported as a corrupt file
+    with _decoding(path):
+        array, extra = read_fits(path, hdu)
+    axes = {3: "ZYX", 4: "TZYX"}.get(array.ndim) if array.ndim > 2 else None
+    return ImageData(array, axes, None, "fits", extra)
+
+
+def read_data(path: str | Path, hdu=None) -> ImageData:
+    """Read any supported file, with axis names and voxel size where the format has them;
+    ``hdu`` picks a FITS file's HDU (an index or EXTNAME; default: the first image).
 
     Raises ValueError ``cannot read PATH: reason`` for a missing, unreadable, empty, corrupt
-    or unknown file (and names the package to install for NIfTI or DICOM without it)."""
+    or unknown file (and names the package to install for NIfTI, DICOM or FITS without
+    it)."""
     path = Path(path)
     _check_readable(path)
     suffix = _suffix(path)
+    if hdu is not None and suffix not in FITS_SUFFIXES:
+        raise ValueError(f"an HDU ({hdu!r}) applies to FITS files, not {path.name}")
+    if suffix in FITS_SUFFIXES:
+        return _read_fits(path, hdu)
     if suffix in TIFF_SUFFIXES:
         return _read_tiff(path)
     if suffix in NIFTI_SUFFIXES:
@@ -327,12 +351,17 @@ def check_output_format(path: str | Path, shape: tuple[int, ...], input_dtype: s
     if suffix in NIFTI_SUFFIXES:
         _optional("nibabel", "NIfTI (.nii, .nii.gz)")
         return
+    if suffix in FITS_SUFFIXES:
+        from .fits import astropy_fits
+
+        astropy_fits()
+        return
     if suffix in PICTURE_SUFFIXES:
         _check_picture(path, shape, input_dtype, value_range)
         return
     kind = f"unknown file type {suffix!r}" if suffix else "no file type (suffix)"
     raise ValueError(f"cannot write {path}: {kind}; use a .tif (float values kept), "
-                     ".nii/.nii.gz, .png, .jpg or .bmp file")
+                     ".nii/.nii.gz, .fits, .png, .jpg or .bmp file")
 
 
 def picture_dtype_array(image: np.ndarray, input_dtype: str,
@@ -432,6 +461,14 @@ def write_image(path: str | Path, image: np.ndarray, input_dtype: str,
                 _write_tiff(temp, image, parameters, axes)
             elif suffix in NIFTI_SUFFIXES:
                 _write_nifti(temp, image, source)
+            elif suffix in FITS_SUFFIXES:
+                from .fits import write_fits
+
+                fits_source = source if source is not None and source.format == "fits" \
+                    else None
+                write_fits(temp, image, parameters,
+                           fits_source.extra if fits_source else None,
+                           fits_source.array.shape if fits_source else None)
             else:
                 from skimage import io
 

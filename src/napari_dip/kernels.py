@@ -37,9 +37,10 @@ def uniform_kernel(size: int = 9) -> np.ndarray:
     return np.full((size, size), 1.0 / size**2)
 
 
-def blur_kernel(kernel) -> np.ndarray:
+def blur_kernel(kernel, ndims: tuple[int, ...] = (2,)) -> np.ndarray:
     """The blur kernel a ``kernel=`` argument names: ``"gaussian"`` (25x25, sigma 1.6),
-    ``"uniform"`` (9x9 box) or a 2-D array (non-negative, normalised here to sum to 1)."""
+    ``"uniform"`` (9x9 box) or an array of ``ndims`` dimensions (2-D; (2, 3) also allows a
+    3-D (Z, Y, X) PSF), non-negative, normalised here to sum to 1."""
     if isinstance(kernel, str):
         if kernel == "gaussian":
             return gaussian_kernel(25, 1.6)
@@ -49,14 +50,30 @@ def blur_kernel(kernel) -> np.ndarray:
             f"unknown blur kernel {kernel!r}; use 'gaussian', 'uniform' or a 2-D array"
         )
     k = np.asarray(kernel, dtype=np.float64)
-    if k.ndim != 2 or k.size == 0:
+    if k.ndim not in ndims or k.size == 0:
         raise ValueError(
             f"a blur kernel array must be 2-D, got shape {k.shape}; "
             "pass e.g. a 9x9 array or the name 'gaussian'"
+            + (" (or a 3-D (Z, Y, X) PSF)" if 3 in ndims else "")
         )
     if not np.all(np.isfinite(k)) or np.any(k < 0) or k.sum() <= 0:
+        bad = int(np.count_nonzero(~np.isfinite(k)))
         raise ValueError(
             "a blur kernel must be finite and non-negative with a positive sum "
             "(it is normalised to sum to 1)"
+            + (f"; kernel has {bad} NaN or infinite value(s)" if bad else "")
         )
     return k / k.sum()
+
+
+def kernel_offset(kernel: np.ndarray) -> tuple[float, ...]:
+    """Centre of mass of a (normalised, non-negative) kernel minus its centre, per axis, in
+    pixels. The centre is ``(size - 1) / 2``: the centre pixel of odd sizes, halfway between
+    the two middle pixels of even ones."""
+    k = np.asarray(kernel, dtype=np.float64)
+    total = k.sum()
+    offsets = []
+    for axis, size in enumerate(k.shape):
+        profile = k.sum(axis=tuple(a for a in range(k.ndim) if a != axis))
+        offsets.append(float(np.dot(profile, np.arange(size)) / total - (size - 1) / 2))
+    return tuple(offsets)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from .tasks import get_noise_model
+
 
 class GaussianLikelihood:
     """Gaussian noise: the mean squared error (its negative log-likelihood up to a scale)."""
@@ -33,9 +35,38 @@ class PoissonLikelihood:
         return (rate - y * torch.log(rate)).mean()
 
 
-_LIKELIHOODS = {"gaussian": GaussianLikelihood, "poisson": PoissonLikelihood}
+class RicianLikelihood:
+    """Magnitude MR data: the mean Rician negative log-likelihood of the measured magnitude
+    ``y`` given the noise-free magnitude ``nu = A(x)`` and the noise's standard deviation
+    ``sigma`` per real/imaginary component (normalised units)::
+
+        p(y | nu) = y / sigma^2 * exp(-(y^2 + nu^2) / (2 sigma^2)) * I0(y nu / sigma^2)
+
+    (Rice 1944; Gudbjartsson & Patz, "The Rician distribution of noisy MRI data", MRM 1995).
+    Terms without ``nu`` are dropped, leaving ``nu^2 / (2 sigma^2) - log I0(y nu / sigma^2)``;
+    ``log I0(z) = log(i0e(z)) + z`` with torch's exponentially scaled Bessel function keeps
+    it finite for large ``z``. ``nu`` is clamped at 0 (a magnitude)."""
+
+    name = "rician"
+
+    def __init__(self, sigma: float):
+        if not sigma > 0:
+            raise ValueError(f"the Rician likelihood needs sigma > 0, got {sigma!r}")
+        self.sigma = float(sigma)
+
+    def __call__(self, ax: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        nu = ax.clamp_min(0)
+        var = self.sigma ** 2
+        z = (y.clamp_min(0) * nu) / var
+        return (nu * nu / (2 * var) - torch.log(torch.special.i0e(z)) - z).mean()
 
 
-def make_likelihood(noise: str):
-    """The likelihood object of the noise model ``noise`` (a name checked by validation)."""
-    return _LIKELIHOODS[noise]()
+_LIKELIHOODS = {"gaussian": GaussianLikelihood, "poisson": PoissonLikelihood,
+                "rician": RicianLikelihood}
+
+
+def make_likelihood(noise: str, sigma: float | None = None):
+    """The likelihood object of the noise model ``noise`` (a name checked by validation);
+    ``sigma`` (normalised units) for the models whose likelihood needs it (Rician)."""
+    likelihood = _LIKELIHOODS[noise]
+    return likelihood(sigma) if get_noise_model(noise).likelihood_sigma else likelihood()

@@ -45,6 +45,19 @@ class Request:
     #: Gaussian noise standard deviation in the image's units (discrepancy-principle
     #: stopping), "auto" (estimated for DIP denoising, else ES-WMV) or None (ES-WMV).
     noise_sigma: float | str | None = "auto"
+    noise_sigma_estimated: bool = False  # noise_sigma was estimated from the whole image
+    #: Deblurring: "valid" (the estimate extends beyond the measurement by the kernel's
+    #: half-width) or "circular"; None for the other tasks.
+    boundary: str | None = None
+
+    def margin(self, spatial_dims: int) -> tuple[int, ...]:
+        """Pixels the estimate extends beyond the measurement on each side, per spatial
+        axis ((Y, X) or (Z, Y, X)): the kernel's half-width (``size // 2``) with a valid
+        boundary, else 0. A 2-D kernel of a volume has no extent along Z."""
+        if self.boundary != "valid" or self.kernel is None:
+            return (0,) * spatial_dims
+        shape = (1,) * (spatial_dims - self.kernel.ndim) + tuple(self.kernel.shape)
+        return tuple(n // 2 for n in shape)
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -86,6 +99,10 @@ class Plan:
     input_dtype: str
     adaptive: bool = False  # warm parts stop at the first part's loss (warm_start=True)
     channel_axis: int | None = None  # a single image's channel axis, as the caller gave it
+    nan_holes: bool = False  # mask="nan": the image's NaN pixels are the holes
+    #: The least overlap of tiles (pixels): a deblurring kernel's size, since a tile's
+    #: border pixels depend on pixels outside it.
+    min_overlap: int = 0
 
     @property
     def single(self) -> bool:
@@ -124,6 +141,8 @@ class Plan:
 
     def plane_range(self, index: tuple[int, ...]) -> tuple[float, float]:
         plane = self.image[index]
+        if self.nan_holes:
+            return float(np.nanmin(plane)), float(np.nanmax(plane))
         return float(plane.min()), float(plane.max())
 
     def part(self, index: tuple[int, ...], box: tuple[slice, slice] | None,
@@ -131,6 +150,10 @@ class Plan:
         """The request for one part, or (None, why it needs no run)."""
         sel = index + (Ellipsis,) + (tuple(box) if box is not None else ())
         image = np.array(self.image[sel], dtype=np.float64)
+        if self.nan_holes and np.isnan(image).any():
+            # the holes' values are never used, but NaN * 0 is NaN; the part's minimum keeps
+            # its value range (and so its normalisation) as it is
+            np.nan_to_num(image, copy=False, nan=float(np.nanmin(image)))
         mask = None if self.mask is None else np.array(self.mask[sel], dtype=bool)
         flash = None if self.flash is None else np.array(self.flash[sel], dtype=np.float64)
         if float(image.max()) == float(image.min()):
@@ -163,8 +186,13 @@ def set_tiles(plan: Plan, tile: int | None) -> Plan:
     if tile is None or (tile >= h and tile >= w):
         plan.tile, plan.boxes, plan.overlap = None, None, None
         return plan
-    overlap = default_overlap(tile) if plan.overlap is None else plan.overlap
+    overlap = max(default_overlap(tile), plan.min_overlap) if plan.overlap is None \
+        else plan.overlap
     overlap = min(overlap, tile // 2)
+    if overlap < plan.min_overlap:
+        raise ValueError(
+            f"tiles of {tile} px cannot overlap by the blur kernel's {plan.min_overlap} px "
+            f"(at most half a tile); use tiles of at least {2 * plan.min_overlap} px")
     plan.tile, plan.overlap = tile, overlap
     plan.boxes = tile_boxes((h, w), tile, overlap)
     if plan.mask is not None:

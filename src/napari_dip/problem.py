@@ -12,7 +12,7 @@ from .architecture import NetworkConfig, padded_layout, padded_length, padded_si
 from .operators import Operator
 from .plan import Request
 from .presets import largest_hole_radius
-from .tasks import TASKS, OperatorInputs
+from .tasks import TASKS, OperatorInputs, get_noise_model
 
 #: Re-exported: the padding rules (``architecture``) and the hole measure (``presets``).
 __all__ = ["Problem", "Scaling", "build_problem", "largest_hole_radius", "padded_length",
@@ -41,9 +41,12 @@ class Scaling:
             low, high = float(data.min()), float(data.max())
         else:
             low, high = float(value_range[0]), float(value_range[1])
-        if noise == "poisson":
-            # Counts keep their zero: a Poisson likelihood is only right for rate * constant.
-            return cls(0.0, high, low, high)
+        model = get_noise_model(noise)
+        if model.non_negative:
+            # Counts and magnitudes keep their zero: a Poisson likelihood is only right for
+            # rate * constant, a Rician one for magnitudes. A Rician result may go below the
+            # data's minimum (the magnitude's noise floor), down to zero.
+            return cls(0.0, high, 0.0 if model.likelihood_sigma else low, high)
         return cls(low, high - low, low, high)
 
     def forward(self, data: np.ndarray) -> np.ndarray:
@@ -69,6 +72,9 @@ class Problem:
     known: np.ndarray | None  # (H, W) or (D, H, W) bool, known pixels of an inpainting problem
     z_factor: int = 1
     z_strides: tuple[int, ...] | None = None
+    #: A valid boundary's ``y`` is 0 outside the measurement's window; this is the
+    #: measurement padded by reflection instead, to start estimates from (DeepRED's x).
+    start: torch.Tensor | None = None
 
     @property
     def channels(self) -> int:
@@ -101,7 +107,8 @@ def build_problem(request: Request, config: NetworkConfig, device: torch.device)
     spatial = tuple(request.spatial_shape)
     f, fz = request.factor, request.z_factor
     factors = size_factors(len(spatial), f, fz)
-    padded, strides = padded_layout(spatial, f, fz, request.spacing, config)
+    padded, strides = padded_layout(spatial, f, fz, request.spacing, config,
+                                    request.margin(len(spatial)))
     before = tuple((p - n) // 2 for p, n in zip(padded, spatial, strict=True))
     after = tuple(p - n - b for p, n, b in zip(padded, spatial, before, strict=True))
 
@@ -113,9 +120,15 @@ def build_problem(request: Request, config: NetworkConfig, device: torch.device)
         known = ~request.mask
         known_padded = _pad(known.astype(np.float32), before, after)
         y = y * _pad(known.astype(np.float64), before, after)
+    start = measured = None
+    if request.boundary == "valid":  # the margin holds no data: y is 0 there
+        measured = np.zeros(padded, dtype=bool)
+        measured[tuple(slice(b, b + n) for b, n in zip(before, spatial, strict=True))] = True
+        start = torch.as_tensor(y[None], dtype=torch.float32, device=device)
+        y = y * measured
     op = TASKS[request.task].operator(OperatorInputs(
         spatial_dims=len(spatial), factor=f, z_factor=fz, known=known_padded,
-        kernel=request.kernel))
+        kernel=request.kernel, measured=measured))
 
     guide = None
     if request.flash is not None:
@@ -127,7 +140,7 @@ def build_problem(request: Request, config: NetworkConfig, device: torch.device)
     return Problem(
         y=torch.as_tensor(y[None], dtype=torch.float32, device=device),
         operator=op.to(device), scaling=scaling, factor=f, crop=crop, guide=guide, known=known,
-        z_factor=fz, z_strides=strides,
+        z_factor=fz, z_strides=strides, start=start,
     )
 
 

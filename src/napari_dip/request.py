@@ -16,7 +16,7 @@ import numbers
 
 import numpy as np
 
-from .kernels import blur_kernel
+from .kernels import blur_kernel, kernel_offset
 from .methods import METHODS, Method, get_method, noise_level_applies
 from .plan import Plan, Request
 from .presets import PRESETS, get_preset
@@ -30,7 +30,16 @@ from .stacks import (
     parse_axes,
     runs_in_parts,
 )
-from .tasks import NOISE_MODELS, TASKS, Task, choice, get_noise_model, get_task, tasks_needing
+from .tasks import (
+    BOUNDARIES,
+    NOISE_MODELS,
+    TASKS,
+    Task,
+    choice,
+    get_noise_model,
+    get_task,
+    tasks_needing,
+)
 
 #: Smallest image side, in pixels, that a run accepts.
 MIN_SIZE = 16
@@ -108,24 +117,88 @@ def check_factor(task: Task, factor, allowed=None) -> int:
     return int(factor)
 
 
-def check_kernel(task: Task, kernel, plane: tuple[int, int]):
-    """(kernel array or None, kernel name or None), checked against the plane's size."""
+def check_kernel(task: Task, kernel, spatial: tuple[int, ...], volume: bool = False):
+    """(kernel array or None, kernel name or None), checked against a part's spatial shape
+    ((H, W), or (D, H, W) with ``volume``): 2-D, or 3-D (Z, Y, X) for ``mode="volume"``;
+    finite, non-negative, normalised here to sum 1; no larger than the image; centred (its
+    centre of mass at most :func:`max_kernel_offset` pixels from its centre)."""
     if not task.needs("kernel"):
         if kernel is not None:
             raise _unused("kernel", task)
         return None, None
-    h, w = plane
     if kernel is None:
         kernel = "gaussian"
     if not isinstance(kernel, str):
         kernel = check_array(kernel, "kernel")
-    k = blur_kernel(kernel)
-    if k.shape[0] > h or k.shape[1] > w:
+        if kernel.ndim == 3 and not volume:
+            raise ValueError(
+                f"kernel is 3-D (shape {kernel.shape}), a PSF for 3-D deconvolution: restore "
+                "the Z-stack with axes='ZYX', mode='volume' (command line: --axes ZYX --mode "
+                "volume), or give a 2-D kernel (one plane of the PSF) to deblur plane by "
+                "plane")
+    k = blur_kernel(kernel, ndims=(2, 3) if volume else (2,))
+    names = ("Z", "Y", "X")[-k.ndim:]
+    image = spatial[-k.ndim:]
+    if any(n > m for n, m in zip(k.shape, image, strict=True)):
+        size, room = "x".join(map(str, k.shape)), "x".join(map(str, image))
         raise ValueError(
-            f"blur kernel is {k.shape[0]}x{k.shape[1]} but the image is only {h}x{w}; "
-            "use a smaller kernel or a larger image"
-        )
+            f"blur kernel is {size} but the image is only {room} "
+            f"({', '.join(names)}); use a smaller kernel or a larger image")
+    offsets = kernel_offset(k)
+    for name, n, off in zip(names, k.shape, offsets, strict=True):
+        if abs(off) > max_kernel_offset(n):
+            raise ValueError(
+                f"kernel is off-centre: its centre of mass lies {off:+.1f} px from its "
+                f"centre along {name} (size {n}), so the result would be shifted by as "
+                f"much; crop the PSF around its peak (e.g. np.roll it to the centre) so "
+                f"that it lies within {max_kernel_offset(n):.1f} px of the centre, and "
+                "subtract the background of a measured bead first")
     return k, kernel if isinstance(kernel, str) else "custom"
+
+
+def max_kernel_offset(size: int) -> float:
+    """Farthest a kernel's centre of mass may lie from its centre along an axis of ``size``
+    pixels: 1 px, or a tenth of the size (aberrated PSFs are asymmetric)."""
+    return max(1.0, 0.1 * size)
+
+
+def check_boundary(task: Task, boundary, tile) -> str | None:
+    """The blur's boundary (``"valid"``, the default, or ``"circular"``); None for tasks
+    without one. A circular blur wraps around the borders of each tile: not tiled."""
+    if not task.needs("boundary"):
+        if boundary is not None:
+            raise _unused("boundary", task)
+        return None
+    if boundary is None:
+        return "valid"
+    choice("boundary", boundary, dict.fromkeys(BOUNDARIES))
+    if boundary == "circular" and tile is not None:
+        raise ValueError(
+            f"task={task.name!r} cannot be tiled with boundary='circular': its blur wraps "
+            "around the borders of what it restores, which would leave seams between "
+            "tiles; use boundary='valid' (the default) or restore the whole image "
+            "(tile=None)")
+    return boundary
+
+
+def kernel_overlap(kernel: np.ndarray | None, boundary: str | None, tile, overlap) -> int:
+    """The least overlap of a tiled run's tiles: the kernel's in-plane size (a tile's
+    border pixels depend on pixels outside it), else 0. Refuses a smaller overlap, or tiles
+    too small to overlap by that much."""
+    if kernel is None or boundary != "valid" or tile is None:
+        return 0
+    least = int(max(kernel.shape[-2:]))
+    size = "x".join(map(str, kernel.shape))
+    if overlap is not None and overlap < least:
+        raise ValueError(
+            f"overlap={overlap} is smaller than the blur kernel ({size} px): the tiles of a "
+            f"deblurring run must overlap by at least the kernel's size, since a tile's "
+            f"border pixels depend on pixels outside it; use overlap>={least}")
+    if isinstance(tile, int) and tile // 2 < least:
+        raise ValueError(
+            f"tile={tile} is too small for the blur kernel ({size} px): tiles must overlap "
+            f"by the kernel's size, at most half a tile; use tile>={2 * least}")
+    return least
 
 
 def check_numbers(iterations, preview_every, early_stop, seed):
@@ -157,7 +230,14 @@ def check_numbers(iterations, preview_every, early_stop, seed):
 
 def check_noise_sigma(noise_sigma, *, task: str, method: str, noise: str, early_stop,
                       value_range: float | None = None) -> float | str | None:
-    """``noise_sigma`` checked against the other settings: "auto", None or a float > 0."""
+    """``noise_sigma`` checked against the other settings: "auto", None or a float > 0.
+
+    For noise models whose likelihood needs it (Rician) it is that likelihood's sigma, not
+    a level to stop at: a number or "auto" (estimated from the background), never None."""
+    if get_noise_model(noise).likelihood_sigma and noise_sigma is None:
+        raise ValueError(f"noise={noise!r} needs the noise's standard deviation: give "
+                         "noise_sigma (in the image's units) or noise_sigma='auto' to "
+                         "estimate it from the image's dark background")
     if noise_sigma is None or (isinstance(noise_sigma, str) and noise_sigma == "auto"):
         return noise_sigma
     if isinstance(noise_sigma, (bool, str)) or not isinstance(noise_sigma, numbers.Real) \
@@ -166,7 +246,9 @@ def check_noise_sigma(noise_sigma, *, task: str, method: str, noise: str, early_
             f"noise_sigma must be the noise's standard deviation in the image's units (a "
             f"positive number), 'auto' or None, got {noise_sigma!r}")
     sigma = float(noise_sigma)
-    if not noise_level_applies(task, method, noise, early_stop):
+    # a likelihood's own sigma (Rician) applies to every run; a level to stop at does not
+    if not get_noise_model(noise).likelihood_sigma \
+            and not noise_level_applies(task, method, noise, early_stop):
         raise ValueError(f"noise_sigma={sigma:g}: "
                          f"{_why_no_noise_level(task, method, noise, early_stop)}")
     if value_range is not None and sigma >= value_range:
@@ -194,16 +276,26 @@ def _why_no_noise_level(task: str, method: str, noise: str, early_stop) -> str:
             "run stops when its residual reaches the noise level; drop one of them")
 
 
-def _check_values(arr: np.ndarray, what: str = "image") -> None:
-    """Finite values, not all the same, and a range the float32 result can hold.
+def _check_values(arr: np.ndarray, what: str = "image", nan_holes: bool = False) -> None:
+    """Finite values, not all the same, and a range the float32 result can hold
+    (``nan_holes``: NaN marks holes to fill and is left out; infinities are still refused).
 
     No copy of the image is made: NaN and infinities show in its minimum and maximum."""
-    low, high = arr.min(), arr.max()
+    if nan_holes:
+        if np.isnan(arr).all():
+            raise ValueError("every pixel of the image is NaN; there is nothing to fill from")
+        low, high = np.nanmin(arr), np.nanmax(arr)
+        if np.isinf(low) or np.isinf(high):
+            bad = int(np.count_nonzero(np.isinf(arr)))
+            raise ValueError(f"{what} has {bad} infinite value(s); mask='nan' fills NaN "
+                             "pixels only: set the infinite ones to NaN too to fill them")
+    else:
+        low, high = arr.min(), arr.max()
     if not (np.isfinite(low) and np.isfinite(high)):
         bad = int(np.count_nonzero(~np.isfinite(arr)))  # only now: counting needs a mask
         raise ValueError(
             f"{what} has {bad} NaN or infinite value(s); replace them first "
-            "(e.g. np.nan_to_num, or mark them as holes and use task='inpaint')")
+            "(e.g. np.nan_to_num), or fill them: task='inpaint' with mask='nan'")
     if low == high:
         if what == "image":
             raise ValueError(f"image is constant (every pixel is {float(low):g}); there is "
@@ -407,6 +499,21 @@ def _check_flash(flash, raw: np.ndarray, layout: Layout, single: bool) -> np.nda
     return fl
 
 
+def _is_nan_mask(mask) -> bool:
+    return isinstance(mask, str) and mask == "nan"
+
+
+def _nan_holes(raw: np.ndarray, layout: Layout) -> np.ndarray:
+    """mask='nan': the image's NaN pixels (NaN in any channel) are the holes."""
+    holes = np.isnan(raw) if raw.dtype.kind == "f" else np.zeros(raw.shape, bool)
+    if layout.channel is not None:
+        holes = holes.any(axis=layout.channel)
+    if not holes.any():
+        raise ValueError("mask='nan' marks the image's NaN pixels as holes, but it has none; "
+                         "pass a mask array instead")
+    return holes
+
+
 def _check_inputs(task: Task, raw, layout, arr, mask, flash, single: bool):
     """(fill mask, flash) in the engine's order, each None unless the task takes it."""
     fill = fl = None
@@ -415,7 +522,7 @@ def _check_inputs(task: Task, raw, layout, arr, mask, flash, single: bool):
             raise ValueError(f"task={task.name!r} needs a mask: an array of the image's Y, X "
                              "shape (for stacks: of the image without its channel axis, or "
                              "of one plane), nonzero at the pixels to fill")
-        mask = check_mask_values(mask)
+        mask = _nan_holes(raw, layout) if _is_nan_mask(mask) else check_mask_values(mask)
         n_iter = len(layout.iterated)
         fill = _check_single_mask(mask, raw, layout) if single else \
             _check_parts_mask(mask, raw, layout, arr.shape[:n_iter], arr.shape[n_iter + 1:])
@@ -431,7 +538,7 @@ def _check_inputs(task: Task, raw, layout, arr, mask, flash, single: bool):
     return fill, fl
 
 
-def _check_image(arr: np.ndarray, noise: str, single: bool) -> float:
+def _check_image(arr: np.ndarray, noise: str, single: bool, nan_holes: bool = False) -> float:
     """Size, values and the noise model's needs; returns the value range."""
     h, w = arr.shape[-2:]
     if min(h, w) < MIN_SIZE:
@@ -440,20 +547,21 @@ def _check_image(arr: np.ndarray, noise: str, single: bool) -> float:
                              "pixels on each side")
         raise ValueError(f"image planes are {h}x{w} pixels (Y x X); they need at least "
                          f"{MIN_SIZE} pixels on each side")
-    _check_values(arr)
-    low = float(arr.min())
+    _check_values(arr, nan_holes=nan_holes)
+    low, high = (float(np.nanmin(arr)), float(np.nanmax(arr))) if nan_holes \
+        else (float(arr.min()), float(arr.max()))
     if get_noise_model(noise).non_negative and low < 0:
         raise ValueError(
             f"noise={noise!r} needs non-negative photon counts, but the image has values "
             f"down to {low:g}; subtract the camera offset first or use noise='gaussian'")
-    return float(arr.max()) - low
+    return high - low
 
 
 # -- the whole run ----------------------------------------------------------------------------
 def build_plan(image, task: str = "denoise", method: str = "dip", *, axes: str | None = None,
                mode: str | None = None, tile=None, overlap: int | None = None,
                warm_start=None, spacing=None, channel_axis: int | None = None, mask=None,
-               factor: int | None = None, kernel=None, flash=None,
+               factor: int | None = None, kernel=None, boundary=None, flash=None,
                iterations: int | None = None, early_stop=True, preset: str = "fast",
                seed: int = 0, device: str = "auto", noise: str = "gaussian",
                noise_sigma="auto", preview_every: int | None = None, **options) -> Plan:
@@ -481,11 +589,20 @@ def build_plan(image, task: str = "denoise", method: str = "dip", *, axes: str |
     _check_mode(layout, the_task, the_method, tile, raw.shape)
 
     arr = _engine_order(raw, layout)  # a view: nothing copied
-    value_range = _check_image(arr, noise, one_image)
+    nan_holes = _is_nan_mask(mask)
+    if isinstance(mask, str) and not nan_holes:
+        raise ValueError(f"mask must be an array (nonzero = pixel to fill) or 'nan' (the "
+                         f"image's NaN pixels), got {mask!r}")
+    if nan_holes and not the_task.needs("mask"):
+        raise _unused("mask", the_task)
+    value_range = _check_image(arr, noise, one_image, nan_holes)
     fill, fl = _check_inputs(the_task, raw, layout, arr, mask, flash, one_image)
     factor = check_factor(the_task, factor,
                           the_task.volume_factors if layout.volume else None)
-    kernel_array, kernel_name = check_kernel(the_task, kernel, arr.shape[-2:])
+    part_shape = arr.shape[len(layout.iterated) + 1:]  # (H, W) or (D, H, W)
+    kernel_array, kernel_name = check_kernel(the_task, kernel, part_shape, layout.volume)
+    boundary = check_boundary(the_task, boundary, tile)
+    min_overlap = kernel_overlap(kernel_array, boundary, tile, overlap)
     iterations, preview_every, patience, seed = check_numbers(iterations, preview_every,
                                                               early_stop, seed)
     noise_sigma = check_noise_sigma(noise_sigma, task=task, method=method, noise=noise,
@@ -500,7 +617,7 @@ def build_plan(image, task: str = "denoise", method: str = "dip", *, axes: str |
         preset=preset, seed=seed, device=device, channel_axis=0, noise=noise,
         preview_every=preview_every, input_shape=(), input_dtype=str(raw.dtype),
         options=options, z_factor=factor if volume else 1,
-        spacing=spacing if volume else None, noise_sigma=noise_sigma,
+        spacing=spacing if volume else None, noise_sigma=noise_sigma, boundary=boundary,
     )
     cold = iterations or get_preset(preset, task, factor=factor).iterations
     warm_iterations = None if warm is False else cold if warm is True else int(warm)
@@ -510,11 +627,13 @@ def build_plan(image, task: str = "denoise", method: str = "dip", *, axes: str |
         out_shape[ax] *= f
     planes = [tuple(int(i) for i in idx) for idx in np.ndindex(*arr.shape[:len(layout.iterated)])]
     return Plan(layout=layout, image=arr, mask=fill, flash=fl, template=template,
+                nan_holes=nan_holes,
                 planes=planes, boxes=None, tile=tile, overlap=overlap, warm_start=warm,
                 cold_iterations=cold, warm_iterations=warm_iterations, adaptive=warm is True,
                 output_shape=tuple(out_shape), input_shape=tuple(raw.shape),
                 input_dtype=str(raw.dtype),
-                channel_axis=layout.channel if channel_axis is None else channel_axis)
+                channel_axis=layout.channel if channel_axis is None else channel_axis,
+                min_overlap=min_overlap)
 
 
 #: The arguments of :func:`build_plan` besides the method's options (for "did you mean").

@@ -72,7 +72,7 @@ def check_output_path(output: str | Path, inputs: Mapping[str, str | Path],
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(f"cannot write {output}: the folder {folder} is not writable "
                          "(permission denied)")
-    with _signals_deferred():  # Ctrl-C cannot leave the probe behind
+    with signals_deferred():  # Ctrl-C cannot leave the probe behind
         try:
             _remove(_create_temporary(output))
         except OSError as error:
@@ -104,7 +104,7 @@ def _remove(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
+def signals_deferred() -> Iterator[None]:
     """Hold SIGINT and SIGTERM back while a file is renamed or removed, so that Ctrl-C
     cannot land between two steps that must happen together; they arrive right after."""
     block = getattr(signal, "pthread_sigmask", None)
@@ -172,19 +172,19 @@ def atomic_write(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
     path = Path(path)
     temp = None
     try:
-        with _signals_deferred():  # a signal lands once ``temp`` is known, never between
+        with signals_deferred():  # a signal lands once ``temp`` is known, never between
             temp = _create_temporary(path)
         yield temp
         _sync(temp)
-        with _signals_deferred():
+        with signals_deferred():
             _commit(temp, path, overwrite)
     except BaseException:
         if temp is not None:
-            with _signals_deferred():
+            with signals_deferred():
                 _remove(temp)
         raise
     _sync_folder(path.parent)
 
 
 __all__ = ["PARTIAL_PREFIX", "atomic_write", "check_output_path", "same_file",
-           "temporary_files"]
+           "signals_deferred", "temporary_files"]

@@ -72,7 +72,8 @@ def mri(size: int = 128, sigma: float = 0.06, seed: int = 0) -> Sample:
     truth = resize(skdata.shepp_logan_phantom(), (size, size), anti_aliasing=True)
     rng = np.random.default_rng(seed)
     noisy = np.hypot(truth + rng.normal(0, sigma, truth.shape), rng.normal(0, sigma, truth.shape))
-    return Sample("mri", noisy.astype(np.float32), truth.astype(np.float32), {"task": "denoise"},
+    return Sample("mri", noisy.astype(np.float32), truth.astype(np.float32),
+                  {"task": "denoise", "noise": "rician"},
                   description=f"Shepp-Logan phantom, Rician noise sigma={sigma:g}")
 
 
@@ -107,8 +108,41 @@ def inpainting(size: int = 128, seed: int = 0) -> Sample:
                   description="Astronaut crop with scribbled holes (mask: 1 = fill)")
 
 
+def _line(size: int, y0: float, slope: float, width: float) -> np.ndarray:
+    """Pixels within ``width / 2`` of the line y = y0 + slope * x (a satellite trail)."""
+    yy, xx = np.mgrid[:size, :size]
+    return np.abs(yy - y0 - slope * xx) / np.hypot(1.0, slope) < width / 2
+
+
+def sky(size: int = 128, read_noise: float = 0.01, seed: int = 0) -> Sample:
+    """Astronomy inpainting: a crop of the Hubble eXtreme Deep Field (grey, in [0, 1]) with
+    read noise of ``read_noise`` and the defects of a real frame: a dead column (zeros), a
+    satellite trail (bright) and cosmic-ray hits (bright specks of 1-3 pixels). The mask
+    (1 = fill) marks all three; the truth is the noise-free sky."""
+    rng = np.random.default_rng(seed)
+    field = _grey(skdata.hubble_deep_field()[100:100 + 2 * size, 700:700 + 2 * size])
+    truth = _unit(resize(field, (size, size), anti_aliasing=True))
+    frame = truth + rng.normal(0, read_noise, truth.shape)
+    mask = np.zeros((size, size), dtype=np.uint8)
+    column = int(0.37 * size)
+    mask[:, column] = 1
+    frame[:, column] = 0.0  # a dead column reads nothing
+    trail = _line(size, 0.2 * size, 0.36, 2.4)
+    mask[trail] = 1
+    frame[trail] += 0.6
+    for _ in range(max(8, size // 5)):  # cosmic-ray hits
+        y, x = rng.integers(2, size - 3, 2)
+        h, w = rng.integers(1, 3, 2)
+        mask[y:y + h, x:x + w] = 1
+        frame[y:y + h, x:x + w] += rng.uniform(0.5, 1.0)
+    return Sample("sky", frame.astype(np.float32), truth.astype(np.float32),
+                  {"task": "inpaint"}, mask=mask,
+                  description="Hubble deep field with a dead column, a satellite trail and "
+                              "cosmic-ray hits (mask: 1 = fill)")
+
+
 SAMPLES = {"hubble": hubble, "cell": cell, "mri": mri, "camera": camera,
-           "inpainting": inpainting}
+           "inpainting": inpainting, "sky": sky}
 
 
 def load_sample(name: str, **kwargs) -> Sample:

@@ -37,7 +37,8 @@ def part_bytes(template: Request, spatial: tuple[int, ...], channels: int,
     measured = channels * math.prod(spatial) * (3 if TASKS[template.task].needs("mask") else 2)
     need = 0
     for preset in _presets(template, fz if len(spatial) == 3 else f):
-        padded, strides = padded_layout(spatial, f, fz, template.spacing, preset.network)
+        padded, strides = padded_layout(spatial, f, fz, template.spacing, preset.network,
+                                        template.margin(len(spatial)))
         shape = tuple(n * k for n, k in zip(padded, factors, strict=True))
         in_channels = preset.network_input_channels(channels, guide_channels, len(spatial))
         need = max(need, memory.estimate_bytes(preset.network, in_channels, channels, shape,

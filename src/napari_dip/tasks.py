@@ -21,7 +21,11 @@ from typing import Any
 import numpy as np
 
 #: Inputs a task can need besides the image, each checked in :mod:`napari_dip.request`.
-INPUTS = ("mask", "factor", "kernel", "flash")
+INPUTS = ("mask", "factor", "kernel", "boundary", "flash")
+#: Boundaries of a blur (``boundary=``): ``"valid"``, the estimate extends beyond the
+#: measurement by the kernel's half-width (real images); ``"circular"``, the blur wraps
+#: around the borders (synthetic data blurred that way).
+BOUNDARIES = ("valid", "circular")
 #: Run modes: ``"slices"`` (planes one after the other), ``"volume"`` (3-D network),
 #: ``"tiles"`` (large planes in overlapping tiles).
 MODES = ("slices", "volume", "tiles")
@@ -50,14 +54,17 @@ class OperatorInputs:
     """What an operator builder gets: the problem's data in the network's padded layout.
 
     ``known`` is the padded (H, W) or (D, H, W) float array of known pixels (inpainting),
-    ``kernel`` the normalised blur kernel, ``factor`` / ``z_factor`` the estimate/measurement
-    size ratios in-plane and along Z, ``spatial_dims`` 2 or 3."""
+    ``kernel`` the normalised blur kernel (2-D, or 3-D for a volume), ``measured`` the
+    padded bool array of where the measurement holds data (a valid boundary; None:
+    everywhere), ``factor`` / ``z_factor`` the estimate/measurement size ratios in-plane and
+    along Z, ``spatial_dims`` 2 or 3."""
 
     spatial_dims: int
     factor: int = 1
     z_factor: int = 1
     known: np.ndarray | None = None
     kernel: np.ndarray | None = None
+    measured: np.ndarray | None = None
 
 
 def _identity(_: OperatorInputs):
@@ -79,9 +86,11 @@ def _downsample(p: OperatorInputs):
 
 
 def _blur(p: OperatorInputs):
-    from .operators import Blur
+    from .operators import Blur, Blur3D
 
-    return Blur(p.kernel)
+    if p.spatial_dims == 3:
+        return Blur3D(p.kernel, p.measured)
+    return Blur(p.kernel, p.measured)
 
 
 @dataclass(frozen=True)
@@ -138,10 +147,12 @@ TASKS: dict[str, Task] = {
         method_defaults={"deepred": DeepREDDefaults(
             lam=0.05, mu=0.06, sigma=5 / 255, lr=0.001, input_noise=None,
             x_init="bicubic")}),
+    # Deconvolution: a 2-D kernel, or a 3-D PSF in mode="volume"; tiles overlap by at least
+    # the kernel's size (request.py), and boundary="circular" is not tiled (it would wrap
+    # around each tile's borders and leave seams).
     "deblur": Task(
-        "deblur", "deblur", "deblur", _blur, inputs=("kernel",), modes=("slices",),
-        untiled_reason="its blur wraps around the borders of what it restores, which would "
-                       "leave seams between tiles",
+        "deblur", "deblur", "deblur", _blur, inputs=("kernel", "boundary"),
+        modes=("slices", "volume", "tiles"),
         method_defaults={"deepred": DeepREDDefaults(
             lam=0.02, mu=0.04, sigma=3 / 255, lr=0.004, input_noise=None,
             x_init="measurement")}),
@@ -157,18 +168,25 @@ TASKS: dict[str, Task] = {
 class NoiseModel:
     """A noise model (the likelihood's name; the objects are in
     :mod:`napari_dip.likelihoods`). ``has_sigma``: Gaussian, with a standard deviation the
-    discrepancy principle can stop at; ``non_negative``: the data must be >= 0 (counts)."""
+    discrepancy principle can stop at; ``non_negative``: the data must be >= 0 (counts,
+    magnitudes), and the network's [0, 1] maps to [0, max] so that zero stays zero;
+    ``likelihood_sigma``: the likelihood itself needs the noise's standard deviation
+    (``noise_sigma``, or ``"auto"``: estimated from the image's background), and results
+    may go below the data's minimum, down to 0 (a magnitude image's dark floor is noise)."""
 
     name: str
     label: str
     has_sigma: bool
     non_negative: bool = False
+    likelihood_sigma: bool = False
 
 
 NOISE_MODELS: dict[str, NoiseModel] = {
     "gaussian": NoiseModel("gaussian", "Gaussian", has_sigma=True),
     "poisson": NoiseModel("poisson", "Poisson (photon counts)", has_sigma=False,
                           non_negative=True),
+    "rician": NoiseModel("rician", "Rician (magnitude MRI)", has_sigma=False,
+                         non_negative=True, likelihood_sigma=True),
 }
 
 
@@ -192,5 +210,6 @@ def tasks_needing(name: str) -> list[str]:
     return [t.name for t in TASKS.values() if t.needs(name)]
 
 
-__all__ = ["INPUTS", "MODES", "NOISE_MODELS", "TASKS", "DeepREDDefaults", "NoiseModel",
-           "OperatorInputs", "Task", "choice", "get_noise_model", "get_task", "tasks_needing"]
+__all__ = ["BOUNDARIES", "INPUTS", "MODES", "NOISE_MODELS", "TASKS", "DeepREDDefaults",
+           "NoiseModel", "OperatorInputs", "Task", "choice", "get_noise_model", "get_task",
+           "tasks_needing"]

@@ -102,8 +102,8 @@ def _initial_x(kind: str, problem: Problem) -> torch.Tensor:
         known = problem.operator.known.detach().cpu().numpy()[0, 0] != 0
         _, (iy, ix) = ndimage.distance_transform_edt(~known, return_indices=True)
         x = y[..., torch.as_tensor(iy, device=y.device), torch.as_tensor(ix, device=y.device)]
-    else:
-        x = y.clone()
+    else:  # the measurement (padded by reflection where a valid boundary zeroes y)
+        x = (y if problem.start is None else problem.start).clone()
     return x.clamp(0, 1).contiguous()
 
 

@@ -34,7 +34,7 @@ from ..stabilisers import (
     NoStopping,
     default_patience,
 )
-from ..tasks import TASKS
+from ..tasks import TASKS, get_noise_model
 
 
 def make_input(preset: Preset, problem: Problem, generator: torch.Generator) -> torch.Tensor:
@@ -73,7 +73,10 @@ class DIPSolver:
         self.device = device
         self.iterations = request.iterations or preset.iterations
         self.preview_every = request.preview_every
-        self.likelihood = make_likelihood(request.noise)
+        self.likelihood_sigma, self.likelihood_sigma_estimated = self._likelihood_sigma()
+        self.likelihood = make_likelihood(
+            request.noise, None if self.likelihood_sigma is None
+            else self.likelihood_sigma / problem.scaling.scale)
 
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(request.seed)
@@ -116,6 +119,8 @@ class DIPSolver:
             # The data term is a mean over the whole (padded) measurement, which carries data
             # only where it is known (inpainting).
             known = 1.0 if request.mask is None else float(1 - request.mask.mean())
+            # a valid boundary's margin holds no data either
+            known *= self.problem.operator.measured_fraction
             threshold = (self.noise_sigma / self.problem.scaling.scale) ** 2 * known
             if threshold > 0:
                 return Discrepancy(threshold)
@@ -156,6 +161,19 @@ class DIPSolver:
 
         sigma = float(estimate_sigma(r.image, channel_axis=0, average_sigmas=True))
         return (sigma, True) if sigma > 0 else (None, False)
+
+    def _likelihood_sigma(self) -> tuple[float | None, bool]:
+        """(the noise's standard deviation in the image's units, estimated?) for noise models
+        whose likelihood needs it (Rician: given as ``noise_sigma``, or estimated from the
+        image's dark background), else (None, False)."""
+        r = self.request
+        if not get_noise_model(r.noise).likelihood_sigma:
+            return None, False
+        if isinstance(r.noise_sigma, (int, float)):
+            return float(r.noise_sigma), r.noise_sigma_estimated
+        from ..noise_levels import rician_sigma
+
+        return rician_sigma(r.image), True
 
     # -- warm start -----------------------------------------------------------------------
     def state(self) -> tuple[dict, dict]:
@@ -319,8 +337,13 @@ class DIPSolver:
         if self.discrepancy is not None:
             params.update(noise_sigma=self.noise_sigma,
                           noise_sigma_estimated=self.noise_sigma_estimated)
+        if self.likelihood_sigma is not None:  # the likelihood's own (Rician) sigma
+            params.update(noise_sigma=self.likelihood_sigma,
+                          noise_sigma_estimated=self.likelihood_sigma_estimated)
         if r.kernel_name == "custom":
             params["kernel"] = np.asarray(r.kernel).tolist()
+        if r.boundary is not None:
+            params["boundary"] = r.boundary
         params.update({k: _jsonable(v) for k, v in self.options.items()})
         return params
 
