@@ -108,6 +108,35 @@ def inpainting(size: int = 128, seed: int = 0) -> Sample:
                   description="Astronaut crop with scribbled holes (mask: 1 = fill)")
 
 
+def fluorescence(shape, peak: float, ramp: float = 0.5, seed: int = 0) -> np.ndarray:
+    """Photon rates of a synthetic fluorescence image or volume: smooth random filaments
+    and Gaussian blobs (peak ``peak``), on a background of 2 % of the peak rising along X by
+    ``ramp`` times the peak."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    shape = tuple(shape)
+    grid = np.indices(shape).astype(float)
+    lines = np.zeros(shape)
+    for _ in range(max(2, lines.size // 600)):
+        t = np.linspace(0, 1, 4 * max(shape))[:, None]
+        start = rng.random(len(shape)) * shape
+        step = (rng.random(len(shape)) - 0.5) * 1.5 * np.array(shape)
+        wobble = rng.normal(0, 0.1, len(shape)) * np.array(shape)
+        points = start + t * step + np.sin(2 * np.pi * rng.uniform(0.5, 1.5) * t) * wobble
+        points = np.round(points).astype(int)
+        inside = np.all((points >= 0) & (points < shape), axis=1)
+        lines[tuple(points[inside].T)] = 1.0
+    image = ndimage.gaussian_filter(lines, 0.8)
+    image /= image.max()
+    for _ in range(max(3, image.size // 250)):
+        centre, width = rng.random(len(shape)) * shape, rng.uniform(1.0, 2.5)
+        r2 = sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True))
+        image += rng.uniform(0.3, 1.0) * np.exp(-r2 / (2 * width**2))
+    image /= image.max()
+    return peak * (image + 0.02 + ramp * grid[-1] / (shape[-1] - 1))
+
+
 def _line(size: int, y0: float, slope: float, width: float) -> np.ndarray:
     """Pixels within ``width / 2`` of the line y = y0 + slope * x (a satellite trail)."""
     yy, xx = np.mgrid[:size, :size]
