@@ -41,8 +41,7 @@ def suffix_of(path: Path) -> str | None:
 
 def stem_of(path: Path) -> str:
     """The name without its image suffix (``scan.nii.gz`` -> ``scan``)."""
-    suffix = suffix_of(path) or path.suffix
-    return path.name[:len(path.name) - len(suffix)] if suffix else path.name
+    return imageio.file_stem(path)
 
 
 def output_for(source: Path, out_dir: Path) -> Path:

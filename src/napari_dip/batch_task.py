@@ -35,16 +35,8 @@ def file_layout(source, kwargs: dict[str, Any]) -> dict[str, Any]:
     so one set of settings serves a folder of both. ValueError for a stack that names no
     axes when the settings name none either."""
     kw = {k: v for k, v in kwargs.items() if not (k in ("axes", "channel_axis") and v is None)}
-    image = source.array
     if "axes" not in kw and "channel_axis" not in kw:
-        if image.ndim == 3 and image.shape[-1] in (3, 4) and source.axes in (None, "YXC"):
-            kw["channel_axis"] = -1
-        elif image.ndim > 2:
-            if source.axes is None:
-                raise ValueError(
-                    f"it has {image.ndim} dimensions (shape {image.shape}) and does not name "
-                    f"them; pass --axes (axes=), e.g. {'ZYX' if image.ndim == 3 else 'TZYX'}")
-            kw["axes"] = source.axes
+        kw.update(source.layout("it"))
     if "axes" not in kw:  # one 2-D image (grey or colour)
         for name in ("mode", "spacing") + (() if kw.get("tile") is not None else
                                            ("warm_start",)):

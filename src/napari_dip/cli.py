@@ -342,7 +342,7 @@ def _tile_argument(value: str | None):
 def _load_input(args, kwargs: dict):
     """(image, ground truth or None, the file read or None, output path), filling in what the
     sample or the file says about itself (its task, mask, axes or channel axis)."""
-    from .imageio import read_data
+    from .imageio import file_stem, read_data
 
     if args.sample is not None:
         if args.input is not None:
@@ -359,23 +359,11 @@ def _load_input(args, kwargs: dict):
         raise ValueError("give an INPUT image file, or --sample to try a bundled one")
     source = read_data(args.input, hdu=args.hdu)
     image = source.array
-    stem = Path(args.input).name
-    for suffix in (".nii.gz", ".fits.gz", ".fit.gz", ".fts.gz", Path(args.input).suffix):
-        if suffix and stem.lower().endswith(suffix.lower()):
-            stem = stem[:-len(suffix)]
-            break
     default = ".fits" if source.format == "fits" else ".tif"  # FITS keeps its header
-    output = Path(args.output or Path(args.input).with_name(stem + "_restored" + default))
+    output = Path(args.output or Path(args.input).with_name(
+        file_stem(args.input) + "_restored" + default))
     if args.axes is None and args.channel_axis is None:
-        if image.ndim == 3 and image.shape[-1] in (3, 4) and source.axes in (None, "YXC"):
-            kwargs["channel_axis"] = -1
-        elif image.ndim > 2:
-            if source.axes is None:
-                raise ValueError(
-                    f"{Path(args.input).name} has {image.ndim} dimensions (shape "
-                    f"{image.shape}) and does not name them; pass --axes, e.g. --axes "
-                    f"{'ZYX' if image.ndim == 3 else 'TZYX'}")
-            kwargs["axes"] = source.axes
+        kwargs.update(source.layout(Path(args.input).name))
     return image, None, source, output
 
 

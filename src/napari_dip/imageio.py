@@ -48,6 +48,13 @@ PICTURE_FORMATS: dict[str, tuple[dict[str, tuple[int, ...]], str]] = {
 _TIFF_ADVICE = "write a .tif (float32, keeps the values)"
 
 
+def file_stem(path: str | Path) -> str:
+    """The file's name without its image suffix (``scan.nii.gz`` -> ``scan``)."""
+    path = Path(path)
+    suffix = _suffix(path)
+    return path.name[:len(path.name) - len(suffix)] if suffix else path.name
+
+
 def _suffix(path: Path) -> str:
     name = path.name.lower()
     for double in (".nii.gz", *(s for s in FITS_SUFFIXES if s.endswith(".gz"))):
@@ -79,6 +86,23 @@ class ImageData:
     spacing: tuple[float, float, float] | None = None
     format: str = "tiff"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def layout(self, name: str) -> dict[str, Any]:
+        """The ``restore`` layout argument the file implies when the user gives none:
+        ``channel_axis=-1`` for an RGB(A) picture, ``axes`` for a stack that names its axes,
+        nothing for a 2-D image. ValueError (naming the file as ``name``) for a stack that
+        does not name its axes."""
+        image = self.array
+        if image.ndim == 3 and image.shape[-1] in (3, 4) and self.axes in (None, "YXC"):
+            return {"channel_axis": -1}
+        if image.ndim > 2:
+            if self.axes is None:
+                raise ValueError(
+                    f"{name} has {image.ndim} dimensions (shape {image.shape}) and does not "
+                    f"name them; pass --axes, e.g. --axes "
+                    f"{'ZYX' if image.ndim == 3 else 'TZYX'}")
+            return {"axes": self.axes}
+        return {}
 
 
 _TIFF_AXES = {"T": "T", "Z": "Z", "Y": "Y", "X": "X", "C": "C"}
