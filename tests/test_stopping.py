@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import psnr
 
-from napari_dip import restore, validate
+from napari_dip import iterate, restore, validate
 from napari_dip.pipeline import build_solver
 from napari_dip.request import build_request
 from napari_dip.stabilisers import Discrepancy
@@ -127,3 +127,60 @@ def test_stacks_carry_the_noise_level(very_noisy64):
     assert plan.template.noise_sigma == SIGMA
     with pytest.raises(ValueError, match="positive number"):
         validate(stack, axes="ZYX", noise_sigma=-1.0)
+
+
+def test_discrepancy_progress_extrapolates_a_falling_loss_to_the_threshold():
+    rule = Discrepancy(0.01, window=2)
+    # the loss halves every 10 steps: from 0.64 at step 10 it reaches 0.01 six halvings on
+    reports = {}
+    for iteration in range(1, 31):
+        rule.update(iteration, torch.tensor(0.64 * 0.5 ** ((iteration - 10) / 10)))
+        rule.should_stop(iteration)
+        reports[iteration] = rule.progress(iteration)
+    assert reports[1] == {"threshold": 0.01}  # the window is not full yet
+    expected = reports[30]["expected_stop"]
+    assert abs(expected - 70) <= 2, expected  # 0.64 / 2**6 = 0.01 at step 70
+    assert reports[30]["threshold"] == 0.01
+
+
+def test_discrepancy_progress_gives_no_stop_for_a_flat_loss():
+    rule = Discrepancy(0.01, window=2)
+    for iteration in range(1, 20):
+        rule.update(iteration, torch.tensor(0.5))
+        report = rule.progress(iteration)
+    assert "expected_stop" not in report
+
+
+def test_steps_report_the_rule_the_run_stops_by(very_noisy64):
+    noisy, _ = very_noisy64
+    steps = []
+    gen = iterate(noisy, iterations=400, noise_sigma=None, seed=0)  # ES-WMV
+    try:
+        while True:
+            steps.append(next(gen))
+    except StopIteration as stop:
+        result = stop.value
+    late = [s for s in steps if s.kept is not None]
+    assert late and late[0].iteration == 100  # once the 100-step window is full
+    assert all(s.threshold is None for s in steps)
+    patience = result.parameters["early_stop_patience"]
+    assert all(s.expected_stop == s.kept + patience for s in late)
+    if result.iterations < 400:  # stopped by the rule: the minimum it kept, its latest stop
+        assert steps[-1].kept == result.stopped_at
+        assert steps[-1].expected_stop == result.iterations
+    # the time left counts to the rule's stop, not the limit, once it is known
+    step = late[0]
+    assert step.last_iteration == min(400, step.expected_stop)
+    assert step.seconds_left == pytest.approx(
+        step.elapsed / step.iteration * (step.last_iteration - step.iteration))
+
+    gen = iterate(noisy, iterations=60, noise_sigma=SIGMA, seed=0)
+    thresholds = []
+    try:
+        while True:
+            thresholds.append(next(gen).threshold)
+    except StopIteration:
+        pass
+    # in the loss's units: the noise variance over the image's range squared
+    expected = (SIGMA / float(noisy.max() - noisy.min())) ** 2
+    assert thresholds and all(t == pytest.approx(expected, rel=1e-6) for t in thresholds)

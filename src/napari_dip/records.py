@@ -47,6 +47,18 @@ class Step:
         bound when early stopping is on); None for single-part runs.
     run_elapsed:
         Seconds since the whole run started; None for single-part runs.
+    threshold:
+        The loss at which the run stops (the discrepancy principle: the noise variance, in
+        the loss's units), or None when the run does not stop at a noise level.
+    expected_stop:
+        The iteration at which the stopping rule expects the part in progress to stop, at
+        most ``total``: ES-WMV's latest stop (its variance minimum plus the patience), or the
+        discrepancy rule's extrapolation of the loss to ``threshold``; None while it cannot
+        tell (before ES-WMV's window fills, while the loss is not falling, without early
+        stopping).
+    kept:
+        The iteration whose estimate ES-WMV would keep if the part stopped now (its variance
+        minimum so far), or None.
     region:
         Where ``preview`` goes in :attr:`Result.image`: ``result.image[region] = preview``
         (integers on the iterated axes, slices elsewhere). None: the preview is the whole
@@ -68,16 +80,30 @@ class Step:
     run_total: int | None = None
     run_elapsed: float | None = None
     region: tuple | None = None
+    threshold: float | None = None
+    expected_stop: int | None = None
+    kept: int | None = None
 
     @property
     def seconds_left(self) -> float:
-        """Estimated seconds until the run ends (the iteration limit of a single image, the
-        last part of a stack or tiled image), at the mean speed so far."""
+        """Estimated seconds until the run ends, at the mean speed so far: until the
+        stopping rule's :attr:`expected_stop` where it has one, else the iteration limit (for
+        a stack or tiled image, the last part's)."""
         if self.run_total is not None and self.run_iteration and self.run_elapsed is not None:
-            return self.run_elapsed / self.run_iteration * (self.run_total - self.run_iteration)
+            # the part in progress may end before its limit; the parts after it are planned
+            left = self.run_total - self.run_iteration - (self.total - self.last_iteration)
+            return self.run_elapsed / self.run_iteration * max(left, 0)
         if self.iteration <= 0:
             return float("nan")
-        return self.elapsed / self.iteration * (self.total - self.iteration)
+        return self.elapsed / self.iteration * (self.last_iteration - self.iteration)
+
+    @property
+    def last_iteration(self) -> int:
+        """The iteration the part in progress is expected to end at: the stopping rule's
+        :attr:`expected_stop` (never before this step), else the limit."""
+        if self.expected_stop is None:
+            return self.total
+        return int(min(self.total, max(self.expected_stop, self.iteration)))
 
     @property
     def fraction(self) -> float:

@@ -4,7 +4,9 @@ The stopping rules (:class:`EarlyStopping` = ES-WMV, :class:`Discrepancy`, :clas
 share one interface, so the loop has no special cases: ``observe(iteration, out, estimate,
 loss)`` after every step (returns the ES-WMV variance, or None), ``should_stop(iteration)``
 at host syncs, ``kept()`` for the estimate the rule would return instead of the last one
-(``(estimate, iteration)`` or None), and ``parameters()`` for the run's record.
+(``(estimate, iteration)`` or None), ``progress(iteration)`` for what a step reports of the
+rule (at host syncs: ``threshold``, ``expected_stop``, ``kept``, as in
+:class:`napari_dip.records.Step`) and ``parameters()`` for the run's record.
 """
 
 from __future__ import annotations
@@ -166,6 +168,13 @@ class EarlyStopping:
         fills)."""
         return None if self.kept_estimate is None else (self.kept_estimate, self.best_iteration)
 
+    def progress(self, iteration: int) -> dict:
+        """The minimum so far, and the latest stop: the minimum plus the patience."""
+        best = self.best_iteration
+        if best is None:
+            return {}
+        return {"kept": best, "expected_stop": best + self.patience}
+
     def parameters(self) -> dict:
         return {"stopping": self.name, "early_stop_window": self.window,
                 "early_stop_patience": self.patience}
@@ -192,6 +201,7 @@ class Discrepancy:
         self._first: torch.Tensor | None = None  # first iteration at the threshold, or -1
         #: Iteration at which the averaged loss first reached the threshold (None: not yet).
         self.reached_at: int | None = None
+        self._trend: list[tuple[int, float]] = []  # (iteration, averaged loss) at host syncs
 
     def update(self, iteration: int, loss: torch.Tensor) -> None:
         self._losses.append(loss.detach().reshape(()).float())
@@ -223,6 +233,25 @@ class Discrepancy:
         """The estimate at the stop is the one to return."""
         return None
 
+    def progress(self, iteration: int) -> dict:
+        """The threshold, and when the averaged loss will reach it if it keeps falling as
+        it did over the last ``4 * window`` steps (a straight line in log(loss))."""
+        out: dict = {"threshold": self.threshold}
+        if self.reached_at is not None:
+            return {**out, "expected_stop": self.reached_at}
+        if len(self._losses) < self.window:
+            return out
+        mean = float(torch.stack(self._losses).mean())  # a sync: called at host syncs only
+        self._trend.append((iteration, mean))
+        while len(self._trend) > 1 and iteration - self._trend[0][0] > 4 * self.window:
+            self._trend.pop(0)
+        (i0, m0), (i1, m1) = self._trend[0], self._trend[-1]
+        if i1 - i0 < self.window or not m0 > m1 > 0:
+            return out
+        rate = (math.log(m0) - math.log(m1)) / (i1 - i0)  # log-loss fall per step
+        steps = (math.log(m1) - math.log(self.threshold)) / rate
+        return {**out, "expected_stop": iteration + max(0, math.ceil(steps))}
+
     def parameters(self) -> dict:
         return {"stopping": self.name, "discrepancy_window": self.window,
                 "discrepancy_reached_at": self.reached_at}
@@ -242,6 +271,9 @@ class NoStopping:
 
     def kept(self) -> None:
         return None
+
+    def progress(self, iteration: int) -> dict:
+        return {}
 
     def parameters(self) -> dict:
         return {"stopping": None}

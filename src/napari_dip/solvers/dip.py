@@ -272,6 +272,8 @@ class DIPSolver:
             stop = self.stopping.should_stop(iteration)
             steps = self._flush(pending)
             pending = []
+            for key, value in self.stopping.progress(iteration).items():
+                setattr(steps[-1], key, value)
             if preview_due or stop or last:
                 steps[-1].preview = to_output(self.estimate(), self.problem, self.request)
             yield from steps
