@@ -201,6 +201,7 @@ class Discrepancy:
         self._first: torch.Tensor | None = None  # first iteration at the threshold, or -1
         #: Iteration at which the averaged loss first reached the threshold (None: not yet).
         self.reached_at: int | None = None
+        self._mean: torch.Tensor | None = None  # the last full window's mean loss
         self._trend: list[tuple[int, float]] = []  # (iteration, averaged loss) at host syncs
 
     def update(self, iteration: int, loss: torch.Tensor) -> None:
@@ -209,7 +210,8 @@ class Discrepancy:
             self._losses.pop(0)
         if len(self._losses) < self.window:
             return
-        hit = torch.stack(self._losses).mean() <= self.threshold
+        self._mean = torch.stack(self._losses).mean()  # stays on the device
+        hit = self._mean <= self.threshold
         if self._first is None:
             self._first = torch.full((), -1, dtype=torch.long, device=hit.device)
         it = torch.full_like(self._first, iteration)  # a fill, not a host copy
@@ -239,9 +241,9 @@ class Discrepancy:
         out: dict = {"threshold": self.threshold}
         if self.reached_at is not None:
             return {**out, "expected_stop": self.reached_at}
-        if len(self._losses) < self.window:
+        if self._mean is None:
             return out
-        mean = float(torch.stack(self._losses).mean())  # a sync: called at host syncs only
+        mean = float(self._mean)  # a sync: called at host syncs only
         self._trend.append((iteration, mean))
         while len(self._trend) > 1 and iteration - self._trend[0][0] > 4 * self.window:
             self._trend.pop(0)
