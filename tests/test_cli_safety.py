@@ -401,6 +401,26 @@ def test_same_file(tmp_path):
     assert not same_file(a, tmp_path / "c")  # equal bytes, another file
 
 
+def test_a_signal_from_another_thread_waits_for_the_deferred_block():
+    """The kernel may hand Ctrl-C to any thread (a Dask client's loop, say); the block
+    must still finish before KeyboardInterrupt, which then arrives once."""
+    import threading
+    import time
+
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with safe_write.signals_deferred():
+            sender = threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGINT))
+            sender.start()
+            sender.join()
+            for _ in range(100):  # bytecode for Python to run a pending handler on
+                time.sleep(0.001)
+            steps.append("both halves written")
+        steps.append("after the block")  # never: the signal lands on the way out
+    assert steps == ["both halves written"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_a_new_output_gets_the_usual_permissions(data, capsys, monkeypatch):
     fake_run(monkeypatch)
     old = os.umask(0o027)

@@ -106,16 +106,32 @@ def _remove(path: Path) -> None:
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
     """Hold SIGINT and SIGTERM back while a file is renamed or removed, so that Ctrl-C
-    cannot land between two steps that must happen together; they arrive right after."""
-    block = getattr(signal, "pthread_sigmask", None)
-    if block is None:  # Windows: no signal masks
+    cannot land between two steps that must happen together; they arrive right after.
+
+    A signal mask is not enough: it holds only the calling thread, and the kernel hands the
+    signal to another one (a Dask client's event loop, say), whose C handler still makes
+    Python raise in the main thread. So the main thread's Python handlers are swapped for
+    one that notes the signal, and the first signal noted is raised again on the way out.
+    Off the main thread Python delivers no signals, and there is nothing to hold."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = block(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    caught: list[int] = []
+
+    def note(signum, _frame):
+        caught.append(signum)
+
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.signal(number, note) for number in held}
     try:
         yield
     finally:
-        block(signal.SIG_SETMASK, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if caught:
+            signal.raise_signal(caught[0])
 
 
 def _sync(path: Path) -> None:
