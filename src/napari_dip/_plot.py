@@ -37,6 +37,8 @@ from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtGui import QFont
 from qtpy.QtWidgets import QLabel, QSizePolicy
 
+from ._runner import PreviewThrottle
+
 #: Curve colours: mid-tone, saturated enough to read on napari's dark and light themes.
 LOSS_COLOR = "#4ea1ff"
 THRESHOLD_COLOR = "#f28e2b"
@@ -270,7 +272,7 @@ class ConvergencePlot(Container):
 
         self._show_filter = _ShowFilter(self)
         self.native.installEventFilter(self._show_filter)
-        self._marks: list[tuple[str, pg.InfiniteLine]] = []  # part starts and kept lines
+        self._marks: list[tuple[_Row, pg.InfiniteLine]] = []  # part starts, kept lines
         self.reset()
 
     # -- the widget's API ------------------------------------------------------------------
@@ -284,9 +286,8 @@ class ConvergencePlot(Container):
         self.part_starts: list[tuple[float, str]] = []
         self._part_offset = 0.0  # run iterations before the part in progress
         self._has_variance = False
-        self._start = self._clock()
+        self._throttle = PreviewThrottle(self.budget, self._clock)  # the time budget
         self._last_draw = -math.inf
-        self.spent = 0.0
         self.draws = 0
         self._drawn_marks: tuple = ()
         self._dirty = True
@@ -345,6 +346,15 @@ class ConvergencePlot(Container):
                 for name, buffer in self._buffers.items()}
 
     @property
+    def spent(self) -> float:
+        """Seconds spent drawing since :meth:`reset` (data updates and Qt painting)."""
+        return self._throttle.used
+
+    @spent.setter
+    def spent(self, seconds: float) -> None:
+        self._throttle.used = float(seconds)
+
+    @property
     def last_iteration(self) -> int:
         """The last recorded step's iteration (0 before any)."""
         buffer = self._buffers["loss"]
@@ -360,9 +370,9 @@ class ConvergencePlot(Container):
         now = self._clock()
         if now - self._last_draw < self.min_interval:
             return
-        if self.spent > self.budget * (now - self._start):
-            return
         if self.native.isHidden():  # drawn when shown again (_ShowFilter)
+            return
+        if not self._throttle.allow():
             return
         self._draw()
 
@@ -370,7 +380,7 @@ class ConvergencePlot(Container):
         start = self._clock()
         self._redraw()
         now = self._clock()
-        self.spent += now - start
+        self._throttle.spent(now - start)
         self._last_draw = now
         self.draws += 1
         self._dirty = False
@@ -408,9 +418,8 @@ class ConvergencePlot(Container):
         if marks == self._drawn_marks:
             return
         self._drawn_marks = marks
-        for _, line in self._marks:
-            if line.getViewBox() is not None:
-                line.getViewBox().removeItem(line)
+        for row, line in self._marks:  # through the PlotItem, which lists its items too
+            row.getPlotItem().removeItem(line)
         self._marks = []
         labelled = len(self.part_starts) <= MAX_PART_LABELS
         for x, label in self.part_starts:
@@ -435,7 +444,7 @@ class ConvergencePlot(Container):
         if getattr(line, "label", None) is not None:
             line.label.setFont(self._font)
         row.getPlotItem().addItem(line, ignoreBounds=True)
-        self._marks.append((text or "", line))
+        self._marks.append((row, line))
 
     def _layout_rows(self, shown: dict[str, bool]) -> None:
         """Show the rows that have data; only the lowest shown row has the x axis."""
