@@ -33,10 +33,10 @@ from napari_dip.records import Result, Step
 
 
 def test_result_names():
-    assert result_name("cells", "dip", "denoise") == "cells [DIP denoise]"
-    assert result_name("cells", "deepred", "deblur") == "cells [DeepRED deblur]"
-    assert result_name("m", "dip", "super_resolution", 4) == "m [DIP super-resolution x4]"
-    assert result_name("m", "dip", "flash_no_flash") == "m [DIP flash/no-flash]"
+    assert result_name("cells", "dip", "denoise") == "cells · DIP denoise"
+    assert result_name("cells", "deepred", "deblur") == "cells · DeepRED deblur"
+    assert result_name("m", "dip", "super_resolution", 4) == "m · DIP super-resolution x4"
+    assert result_name("m", "dip", "flash_no_flash") == "m · DIP flash/no-flash"
 
 
 @pytest.mark.parametrize("factor", [2, 4, 8])
@@ -111,8 +111,16 @@ def test_jsonable_and_hints():
 
 def test_progress_text_and_durations():
     step = Step(iteration=10, total=100, loss=0.00123, elapsed=5.0)
-    text = format_progress(step)
-    assert "10 / 100" in text and "0.00123" in text and "0:45 left" in text
+    assert format_progress(step) == "iteration 10 / 100 \u00b7 0:45 left"
+    # a run that may stop early: the limit is an upper bound until the rule can tell
+    assert format_progress(step, stops_early=True) == \
+        "iteration 10 / 100 \u00b7 at most 0:45 left"
+    step.expected_stop = 30  # the rule expects its stop 20 steps on: 0.5 s each
+    assert format_progress(step, stops_early=True) == "iteration 10 / 100 \u00b7 ~0:10 left"
+    stack = Step(iteration=120, total=1500, loss=0.1, elapsed=6.0, plane=3, planes=25,
+                 run_iteration=3120, run_total=37500, run_elapsed=156.0)
+    assert format_progress(stack) == \
+        "plane 3 / 25 \u00b7 iteration 120 / 1500 \u00b7 28:39 left"
     assert format_duration(3725) == "1:02:05"
     assert format_duration(float("nan")) == "--:--"
 

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from napari_dip._session import CanvasSource, RunSession, RunState
+from napari_dip._session import CanvasSource, RunSession, RunState, how_it_stopped
 from napari_dip._settings import (
     FACTOR_CHOICES,
     METHOD_CHOICES,
@@ -250,8 +250,8 @@ def test_session_plan_and_state():
                               factor=2, keep_stack=True, stack_every=5)
     kwargs, arrays, inputs = restore_arguments(settings, {"img": source}, plane=(2,))
     session = RunSession.plan(settings, kwargs, arrays, inputs, source)
-    assert session.name == "img [DIP super-resolution x2] plane 2"
-    assert session.preview_name == "img [DIP super-resolution x2] plane 2 (preview)"
+    assert session.name == "img · DIP super-resolution x2 · plane 2"
+    assert session.preview_name == "img · DIP super-resolution x2 · plane 2 · preview"
     assert session.geometry.translate == (6.0, -0.25, -0.25)
     assert session.geometry.scale == (3.0, 0.5, 0.5)
     assert session.stack_every == 5 and session.plane == [2]
@@ -275,9 +275,11 @@ def test_session_plan_and_state():
         session.start(gen)
     session.request_stop()
     assert session.state is RunState.STOPPING
-    assert session.stopped_text() == "stopped; nothing was added"
-    session.last_step = SimpleNamespace(iteration=40)
-    assert session.stopped_text() == "stopped at iteration 40; nothing was added"
+    assert session.stopped_text() == "Stopped; nothing was added."
+    session.last_step = SimpleNamespace(iteration=40, planes=1)
+    assert session.stopped_text() == "Stopped at iteration 40; nothing was added."
+    session.last_step = SimpleNamespace(iteration=40, plane=3, planes=25)
+    assert session.stopped_text() == "Stopped at iteration 40 of plane 3 / 25; nothing was added."
     session.finish()
     assert session.state is RunState.IDLE and closed == [True]
 
@@ -296,15 +298,48 @@ def test_session_canvas_for_planes_and_tiles():
     assert image.max() == 1  # the input is never written to
 
 
+def _result(ran, stopped_at, elapsed=3.2, parts=None, limit=None, **parameters):
+    """A Result-like record of a run of ``ran`` iterations with limit ``limit``."""
+    return SimpleNamespace(iterations=ran, stopped_at=stopped_at, elapsed=elapsed,
+                           parts=parts, parameters={"iterations": limit, **parameters})
+
+
+@pytest.mark.parametrize("result, text", [
+    (_result(1500, 1500, limit=1500, stopping=None),
+     "reached the limit (1500 iterations)"),
+    (_result(498, 498, limit=1500, stopping="discrepancy", discrepancy_reached_at=498),
+     "stopped at the noise level at iteration 498"),
+    (_result(1500, 1500, limit=1500, stopping="discrepancy", discrepancy_reached_at=None),
+     "reached the limit (1500 iterations) before the noise level"),
+    (_result(1212, 912, limit=1500, stopping="es-wmv"),
+     "stopped by ES-WMV at iteration 1212, kept 912"),
+    (_result(1500, 1477, limit=1500, stopping="es-wmv"),
+     "reached the limit (1500 iterations), ES-WMV kept 1477"),
+], ids=["limit", "noise level", "limit before the noise level", "ES-WMV", "limit, ES-WMV"])
+def test_how_a_run_stopped_is_said_honestly(result, text):
+    assert how_it_stopped(result) == text
+
+
+def test_how_runs_in_parts_stopped():
+    planes = [{"index": [p], "iterations": n, "limit": 100, "skipped": None}
+              for p, n in enumerate([100, 60, 40])]
+    assert how_it_stopped(_result(200, 200, parts=planes)) == \
+        "3 planes: 2 of 3 planes stopped early, 200 iterations"
+    tiles = [{"index": [p], "iterations": 10, "limit": 10, "skipped": None}
+             for p in range(3) for _ in range(4)]
+    assert how_it_stopped(_result(120, 120, parts=tiles)) == \
+        "3 planes, 4 tiles each: every part ran to its limit, 120 iterations"
+    one_plane = [{"index": [], "iterations": 5, "limit": 10, "skipped": None}] * 4
+    assert how_it_stopped(_result(20, 20, parts=one_plane)) == \
+        "4 tiles: 4 of 4 tiles stopped early, 20 iterations"
+
+
 def test_session_status_text():
     session = RunSession(kwargs={}, inputs={"image": "img"}, name="r", geometry=None,
                          look={}, canvas_from=CanvasSource(np.zeros((4, 4)), 1, False, False))
-    early = SimpleNamespace(iterations=100, stopped_at=80, elapsed=3.2, parts=None)
+    early = _result(1212, 912, elapsed=49.4, limit=1500, stopping="es-wmv")
     assert session.done_text(early) == \
-        "done: 100 iterations, kept iteration 80 (early stop), 3 s \u2192 r"
-    parts = [{"index": [p]} for p in range(3) for _ in range(4)]
-    tiled = SimpleNamespace(iterations=10, stopped_at=10, elapsed=1.0, parts=parts)
-    assert session.done_text(tiled) == "done: 10 iterations (3 planes, 4 tiles each), 1 s \u2192 r"
+        "Done in 0:49: stopped by ES-WMV at iteration 1212, kept 912. Added \u201cr\u201d."
 
 
 # -- no Qt, no napari -----------------------------------------------------------------------

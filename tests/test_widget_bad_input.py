@@ -1,5 +1,6 @@
-"""Bad input in the dock widget (issue 14): refused before the run with the engine's
-message naming the argument, shown as an error notification; no layer is added, no run
+"""Bad input in the dock widget (issues 14, 17): refused before the run with a message in
+the widget's words (its controls, not keyword arguments) that ends with what to do, shown
+as an error notification; no layer is added, no run
 starts, and the input layers' data stay as they were.
 
 Needs napari, Qt and a display (run under ``xvfb-run -a``)."""
@@ -28,28 +29,35 @@ def _holes(shape=(48, 48)):
 
 # (name, image data, extra layers {name: (kind, data)}, widget settings, expected text)
 CASES = [
-    ("constant image", np.full((48, 48), 0.5, np.float32), {}, {}, "image is constant"),
+    ("constant image", np.full((48, 48), 0.5, np.float32), {}, {},
+     r"^Image is constant .* Choose an image layer that has some contrast\.$"),
     ("image with NaN", np.where(GOOD > 0.9, np.nan, GOOD).astype(np.float32), {}, {},
-     "image has .* NaN"),
-    ("image beyond float32", GOOD.astype(np.float64) * 1e39, {}, {}, "image has values up to"),
+     "^Image has 235 NaN .* run the \u201cinpaint\u201d task with it as the mask\\.$"),
+    ("image beyond float32", GOOD.astype(np.float64) * 1e39, {}, {},
+     r"^Image has values up to 1e\+39.* Scale the layer down"),
     ("spread too small for float32", (1 + GOOD * 1e-6).astype(np.float64), {}, {},
-     "image values span only"),
+     "^Image values span only .* Subtract the layer's minimum"),
     ("mask of holes only", GOOD, {"holes": ("labels", np.ones((48, 48), np.uint8))},
      {"task": "inpaint", "mask": "holes"}, "no known pixel"),
-    ("image too small", GOOD[:8, :8].copy(), {}, {}, "at least 16 pixels"),
+    ("image too small", GOOD[:8, :8].copy(), {}, {},
+     "^Image is 8x8 pixels\\. Choose an image of at least 16\u00d716 pixels\\.$"),
     ("negative counts for poisson", GOOD - 0.5, {}, {"noise": "poisson"},
-     "noise='poisson' needs non-negative"),
+     r"^The Poisson \(photon counts\) noise model needs non-negative.* or choose the "
+     r"Gaussian noise model\.$"),
     ("mask of another shape", GOOD, {"holes": ("labels", _holes((40, 40)))},
-     {"task": "inpaint", "mask": "holes"}, "mask has shape"),
+     {"task": "inpaint", "mask": "holes"},
+     "^Mask has shape \\(40, 40\\).* same size as the image \\(48\u00d748\\)\\.$"),
     ("empty mask", GOOD, {"holes": ("labels", np.zeros((48, 48), np.uint8))},
-     {"task": "inpaint", "mask": "holes"}, "mask marks no pixel"),
+     {"task": "inpaint", "mask": "holes"}, "^Mask marks no pixel .* Paint the pixels to fill"),
     ("flash of another size", GOOD, {"flash": ("image", RNG.random((40, 40)))},
-     {"task": "flash_no_flash", "flash": "flash"}, "flash image is 40x40"),
+     {"task": "flash_no_flash", "flash": "flash"},
+     "^Flash image is 40x40 .* Choose a flash image of the same size"),
     ("constant flash", GOOD, {"flash": ("image", np.ones((48, 48)))},
-     {"task": "flash_no_flash", "flash": "flash"}, "flash image is constant"),
+     {"task": "flash_no_flash", "flash": "flash"},
+     r"^Flash image is constant\. Choose a flash shot"),
     ("noise sigma beyond the range", GOOD, {}, {"early_stop": True, "noise_level": "fixed",
-                                 "noise_sigma": 50.0},
-     "noise_sigma=50 is not smaller"),
+                                                 "noise_sigma": 50.0},
+     "^A noise \u03c3 of 50 is not smaller .* Give the noise \u03c3 in the image's own units"),
 ]
 
 

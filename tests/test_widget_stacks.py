@@ -108,10 +108,10 @@ def test_slices_keep_the_layers_geometry_and_report_planes(make_napari_viewer, q
     widget.preview_every.value = 1
     texts: list[str] = []
     monkeypatch.setattr(_widget, "format_progress",
-                        lambda step: texts.append(format_progress(step)) or texts[-1])
+                        lambda step, *a: texts.append(format_progress(step, *a)) or texts[-1])
     run_to_end(qtbot, widget)
     assert errors == []
-    result = viewer.layers["stack [DIP denoise]"]
+    result = viewer.layers["stack · DIP denoise"]
     assert result.data.shape == (3, 32, 32)
     np.testing.assert_allclose(result.scale, (2.0, 0.5, 0.5))
     np.testing.assert_allclose(result.translate, (5.0, 10.0, 20.0))
@@ -138,7 +138,7 @@ def test_only_the_current_plane(make_napari_viewer, qtbot, errors):
     assert widget.current_plane(viewer.layers["stack"]) == (2,)
     run_to_end(qtbot, widget)
     assert errors == []
-    result = viewer.layers["stack [DIP denoise] plane 2"]
+    result = viewer.layers["stack · DIP denoise · plane 2"]
     assert result.data.shape == (1, 32, 32)
     np.testing.assert_allclose(result.translate, (1.0 + 2 * 3.0, 0.0, 0.0))
     np.testing.assert_allclose(result.scale, (3.0, 1.0, 1.0))
@@ -158,7 +158,7 @@ def test_volume_and_tiles(make_napari_viewer, qtbot, errors):
     widget.stack_mode.value = "volume"
     run_to_end(qtbot, widget)
     assert errors == []
-    volume = viewer.layers["volume [DIP denoise]"]
+    volume = viewer.layers["volume · DIP denoise"]
     assert volume.data.shape == (4, 16, 16)
     assert volume.metadata[METADATA_KEY]["parameters"]["mode"] == "volume"
 
@@ -168,7 +168,7 @@ def test_volume_and_tiles(make_napari_viewer, qtbot, errors):
     widget.tile_overlap.value = 12
     run_to_end(qtbot, widget)
     assert errors == []
-    tiled = viewer.layers["large [DIP denoise]"]
+    tiled = viewer.layers["large · DIP denoise"]
     assert tiled.data.shape == (80, 80)
     params = tiled.metadata[METADATA_KEY]["parameters"]
     assert params["tile"] == 48 and params["tiles"] == 4

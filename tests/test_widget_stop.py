@@ -96,7 +96,8 @@ def test_stop_during_a_3_second_denoiser_call_keeps_the_gui_responsive(
     assert returned < 0.05, f"Stop took {returned:.3f} s on the GUI thread"
     assert ended < 0.5, f"the run ended {ended:.2f} s after Stop"
     assert meter.longest < 0.5, f"the GUI thread was blocked for {meter.longest:.2f} s"
-    assert "stopped" in widget.status.value and widget.run_button.text == "Run"
+    assert widget.status.value.startswith("Stopped at iteration ") and \
+        widget.status.value.endswith("; nothing was added.") and widget.run_button.text == "Run"
     assert [lay.name for lay in viewer.layers] == ["noisy"] and errors == []
     # the call in flight finishes in the background and the next run waits for it
     assert len(leftovers()) == 1

@@ -28,12 +28,51 @@ METHOD_LABELS = {name: method.label for name, method in METHODS.items()}
 TASK_LABELS = {name: task.label for name, task in TASKS.items()}
 
 
-def result_name(input_name: str, method: str, task: str, factor: int | None = None) -> str:
-    """``"cells [DIP denoise]"``, ``"cells [DeepRED super-resolution x4]"``, ..."""
+#: What joins the parts of a layer name: "hubble · DIP denoise · iterations".
+NAME_SEPARATOR = " \u00b7 "
+
+
+def method_label(method: str, task: str, factor: int | None = None) -> str:
+    """``"DIP denoise"``, ``"DeepRED super-resolution x4"``, ..."""
     label = f"{METHOD_LABELS.get(method, method)} {TASK_LABELS.get(task, task)}"
     if task == "super_resolution" and factor:
         label += f" x{factor}"
-    return f"{input_name} [{label}]"
+    return label
+
+
+def result_name(input_name: str, method: str, task: str, factor: int | None = None) -> str:
+    """A short layer name that fits napari's layer list: ``"cells · DIP denoise"``,
+    ``"cells · DeepRED super-resolution x4"``; the full description of the run is
+    in the layer's metadata (:func:`describe_run`)."""
+    return f"{input_name}{NAME_SEPARATOR}{method_label(method, task, factor)}"
+
+
+def describe_run(record: Mapping[str, Any]) -> str:
+    """One sentence on what a result layer holds, for ``metadata["napari_dip"]
+    ["description"]``: ``"hubble restored with DIP denoise (Poisson noise model, fast
+    preset), 1500 iterations, kept iteration 1477, 49 s on cpu"``."""
+    params = record.get("parameters", {})
+    method, task = record.get("method"), record.get("task")
+    what = method_label(method, task, params.get("factor"))
+    details = []
+    noise = params.get("noise")
+    if noise:
+        details.append(f"{noise} noise model")
+    if params.get("preset"):
+        details.append(f"{params['preset']} preset")
+    if params.get("ensemble", 1) and params.get("ensemble", 1) > 1:
+        details.append(f"ensemble of {params['ensemble']}")
+    text = f"{record.get('source_layer')} restored with {what}"
+    if details:
+        text += f" ({', '.join(details)})"
+    text += f", {record.get('iterations_run')} iterations"
+    if record.get("stopped_at") != record.get("iterations_run"):
+        text += f", kept iteration {record.get('stopped_at')}"
+    if record.get("elapsed_s") is not None:
+        text += f", {float(record['elapsed_s']):.0f} s"
+    if record.get("device"):
+        text += f" on {record['device']}"
+    return text
 
 
 @dataclass(frozen=True)
@@ -143,6 +182,7 @@ def build_metadata(result, *, restore_kwargs: Mapping[str, Any], inputs: Mapping
     parts = getattr(result, "parts", None)
     if parts:
         record["parts"] = jsonable(list(parts))
+    record["description"] = describe_run(record)
     return record
 
 

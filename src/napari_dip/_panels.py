@@ -42,7 +42,7 @@ from ._settings import (
     tiles_for,
     warm_start_applies,
 )
-from .tasks import INPUTS, TASKS
+from .tasks import INPUTS, NOISE_MODELS, TASKS
 
 Choices = Callable[..., list]
 
@@ -80,8 +80,9 @@ class SourcePanel(Panel):
     def __init__(self, method: str, image_choices: Choices):
         super().__init__()
         self.method = ComboBox(label="method", choices=METHOD_CHOICES, value=method)
-        self.image = ComboBox(label="image", choices=image_choices,
-                              tooltip="the Image layer to restore (never modified)")
+        self.image = ComboBox(label="image", choices=image_choices, nullable=True,
+                              tooltip="the Image layer to restore (never modified); follows "
+                                      "the layer you select or add")
         self.task = ComboBox(label="task", choices=TASK_CHOICES, value="denoise")
         self.noise = ComboBox(label="noise model", choices=NOISE_CHOICES, value="gaussian",
                               tooltip="Poisson for photon counts (non-negative data)")
@@ -192,6 +193,21 @@ class StoppingPanel(Panel):
         applies = noise_level_for(settings)
         self.noise_level.visible = applies
         self.noise_sigma.visible = applies and settings.noise_level == "fixed"
+        # a likelihood that needs the noise's sigma (Rician) cannot run without one
+        needed = NOISE_MODELS[settings.noise].likelihood_sigma
+        choices = [c for c in STOP_LEVEL_CHOICES if not (needed and c[1] == "none")]
+        if list(self.noise_level.choices) != [c[1] for c in choices]:
+            value = self.noise_level.value
+            with self.noise_level.changed.blocked():
+                self.noise_level.choices = ()  # magicgui appends new choices: keep the order
+                self.noise_level.choices = choices
+                self.noise_level.value = value if value in self.noise_level.choices \
+                    else "auto"
+        self.noise_level.tooltip = (
+            "the Rician likelihood needs the noise's standard deviation: estimated from the "
+            "image's background, or known" if needed else
+            "DIP stops once its residual reaches the Gaussian noise level (discrepancy "
+            "principle); without one it stops by the outputs' variance (ES-WMV)")
 
 
 class StacksPanel(Panel):
@@ -239,14 +255,18 @@ class StacksPanel(Panel):
 
 
 class DevicePanel(Panel):
-    """Where the run goes, and its seed."""
+    """Where the run goes, its seed, and how many fits are averaged."""
 
-    exposes = ("device", "seed")
+    exposes = ("device", "seed", "ensemble")
 
     def __init__(self, devices: Sequence[str]):
         super().__init__()
         self.device = ComboBox(label="device", choices=list(devices), value="auto")
         self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
+        self.ensemble = SpinBox(
+            label="ensemble", min=1, max=64, value=1,
+            tooltip="fit K networks at once (seeds seed, seed+1, ...) and average them; K > 1 "
+                    "also gives an uncertainty layer (their per-pixel standard deviation)")
         self.extend(self.controls)
 
 
@@ -275,12 +295,17 @@ class DeepREDPanel(Panel):
 
 
 class OutputPanel(Panel):
-    """The live preview and the iteration stack (single images only)."""
+    """The live preview, the iteration stack (single images only), and the reference the
+    convergence plot measures PSNR against."""
 
-    exposes = ("preview_every", "keep_stack", "stack_every")
+    exposes = ("preview_every", "keep_stack", "stack_every", "reference")
 
-    def __init__(self):
+    def __init__(self, reference_choices: Choices):
         super().__init__()
+        self.reference = ComboBox(
+            label="reference", choices=reference_choices, nullable=True, value=None,
+            tooltip="a clean image of the same scene (a sample's ground truth): the plot "
+                    "shows the estimate's PSNR against it; never used by the restoration")
         self.preview_every = SpinBox(label="preview every", min=1, max=100_000, value=25,
                                      tooltip="show the current estimate every N iterations")
         self.keep_stack = CheckBox(text="keep iteration stack", value=False)
@@ -296,24 +321,41 @@ class OutputPanel(Panel):
 
 
 class RunPanel(Panel):
-    """Run / Stop, progress, status, and the parameters of the last run out."""
+    """Run / Stop, a short progress bar, the status line and the error area (both wrap and
+    grow, never clipped), the convergence plot's switch, the compare toggle, and the
+    parameters of the last run out."""
 
-    exposes = ("run_button", "progress", "status", "copy_button", "export_button")
+    exposes = ("run_button", "progress", "status", "error", "show_plot", "compare",
+               "copy_button", "export_button")
 
     def __init__(self):
         super().__init__()
         self.run_button = PushButton(text="Run")
         self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
         self.status = Label(label="", value="")
+        self.error = Label(label="", value="")
+        self.show_plot = CheckBox(text="convergence plot", value=True,
+                                  tooltip="data term, noise level, ES-WMV variance and PSNR "
+                                          "against the reference, live")
+        self.compare = CheckBox(text="compare side by side", value=False,
+                                tooltip="show input, result, reference and uncertainty in "
+                                        "napari's grid mode; untick to go back")
         self.copy_button = PushButton(text="Copy parameters")
         self.export_button = PushButton(text="Export JSON\u2026")
         buttons = Container(layout="horizontal", labels=False,
                             widgets=[self.copy_button, self.export_button])
         buttons.margins = (0, 0, 0, 0)
+        toggles = Container(layout="horizontal", labels=False,
+                            widgets=[self.show_plot, self.compare])
+        toggles.margins = (0, 0, 0, 0)
         self.progress.native.setTextVisible(True)
         self.progress.native.setFormat("idle")
-        self.status.native.setWordWrap(True)
-        self.extend([self.run_button, self.progress, self.status, buttons])
+        for label in (self.status, self.error):
+            _wrapping(label)
+        self.error.native.setStyleSheet("color: #ff7a6b;")
+        self.error.visible = False
+        self.extend([self.run_button, self.progress, self.status, self.error, toggles,
+                     buttons])
 
     @property
     def controls(self) -> list[Widget]:
@@ -321,16 +363,48 @@ class RunPanel(Panel):
 
     def set_running(self, running: bool) -> None:
         self.copy_button.enabled = self.export_button.enabled = not running
+        self.compare.enabled = not running
         self.run_button.text = "Stop" if running else "Run"
         self.run_button.enabled = True
         if running:
             self.progress.max = 1
             self.progress.value = 0
             self.progress.native.setFormat("starting\u2026")
+            self.show_error(None)
 
     def set_stopping(self) -> None:
         self.run_button.text = "Stopping\u2026"
         self.run_button.enabled = False
+
+    def set_status(self, text: str) -> None:
+        self.status.value = text
+        self.status.native.updateGeometry()
+
+    def show_error(self, text: str | None) -> None:
+        """Show ``text`` in full in the error area (None: hide it)."""
+        self.error.value = text or ""
+        self.error.visible = bool(text)
+        self.error.native.updateGeometry()
+
+
+def _wrapping(label: Label) -> None:
+    """A label that wraps at the widget's width and grows in height for its text, so no
+    line is cut: a QLabel with word wrap and a height-for-width size policy."""
+    from qtpy.QtWidgets import QSizePolicy
+
+    native = label.native
+    native.setWordWrap(True)
+    policy = QSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+    policy.setHeightForWidth(True)
+    native.setSizePolicy(policy)
+    native.setTextInteractionFlags(native.textInteractionFlags()
+                                   | _selectable())
+
+
+def _selectable():
+    from qtpy.QtCore import Qt
+
+    return Qt.TextInteractionFlag.TextSelectableByMouse
 
 
 def align_labels(panels: Sequence[Panel]) -> None:

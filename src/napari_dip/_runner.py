@@ -28,10 +28,19 @@ from .threads import torch_threads
 
 @dataclass
 class RunUpdate:
-    """One report for the GUI: the engine's step, and a preview to show (or None)."""
+    """One report for the GUI: the engine's latest step, a preview to show (or None), and
+    every step since the previous report for a convergence plot: ``iterations`` (the whole
+    run's count for stacks and tiles), ``losses``, ``variances`` (ES-WMV's, NaN where it has
+    none) and ``part_starts`` ((iteration, "plane 2") where a new part began). ``psnr`` is the
+    preview's PSNR in dB against the reference image, when one was given."""
 
     step: object  # napari_dip.records.Step
     preview: np.ndarray | None = None
+    iterations: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    variances: list[float] = field(default_factory=list)
+    part_starts: list[tuple[int, str]] = field(default_factory=list)
+    psnr: float | None = None
 
 
 @dataclass
@@ -71,7 +80,7 @@ def gui_threads() -> int:
 
 def run_steps(image, *, preview_every: int | None = 25, stack_every: int | None = None,
               min_interval: float = 0.1, clock: Callable[[], float] = time.perf_counter,
-              threads: int | None = None, cancel=None,
+              threads: int | None = None, cancel=None, reference: np.ndarray | None = None,
               **restore_kwargs) -> Generator[RunUpdate, None, RunOutcome]:
     """Run :func:`napari_dip.iterate` and yield :class:`RunUpdate` s, returning a
     :class:`RunOutcome`.
@@ -80,10 +89,12 @@ def run_steps(image, *, preview_every: int | None = 25, stack_every: int | None 
     ``min_interval`` seconds have passed since the last yield, and for the first step, so a
     GUI gets a steady trickle of progress without one signal per iteration. With
     ``stack_every``, the estimate every ``stack_every`` iterations is kept for the stack.
-    Errors propagate; closing the generator, or setting ``cancel`` (a threading.Event: the
-    run then ends in its own thread with RunCancelled), cancels the run. With ``threads``,
-    torch uses that many CPU threads while runs are going and its previous count once the
-    last one has ended (:func:`napari_dip.threads.torch_threads`).
+    With ``reference`` (an array the result's shape, e.g. a sample's ground truth), each
+    preview's PSNR against it is computed here, in the worker's thread. Errors propagate;
+    closing the generator, or setting ``cancel`` (a threading.Event: the run then ends in
+    its own thread with RunCancelled), cancels the run. With ``threads``, torch uses that
+    many CPU threads while runs are going and its previous count once the last one has
+    ended (:func:`napari_dip.threads.torch_threads`).
     """
     from .api import iterate
 
@@ -91,31 +102,71 @@ def run_steps(image, *, preview_every: int | None = 25, stack_every: int | None 
         return (yield from _thinned(
             iterate(image, preview_every=engine_preview_every(preview_every, stack_every),
                     cancel=cancel, **restore_kwargs),
-            preview_every, stack_every, min_interval, clock))
+            preview_every, stack_every, min_interval, clock, reference))
 
 
-def _thinned(steps, preview_every, stack_every, min_interval, clock):
+def psnr(estimate: np.ndarray, reference: np.ndarray) -> float:
+    """PSNR in dB of ``estimate`` against ``reference``, peak: the reference's value range
+    (inf for a perfect match, NaN for a constant reference)."""
+    reference = np.asarray(reference, dtype=np.float64)
+    peak = float(np.ptp(reference)) if reference.size else 0.0
+    mse = float(np.mean((np.asarray(estimate, dtype=np.float64) - reference) ** 2))
+    if not peak > 0:
+        return math.nan
+    return math.inf if mse == 0 else 10 * math.log10(peak * peak / mse)
+
+
+def _reference_psnr(reference, preview, region) -> float | None:
+    """The preview's PSNR against the matching part of the reference, or None when the
+    shapes do not match."""
+    if reference is None or preview is None:
+        return None
+    target = reference if region is None else reference[region]
+    if np.shape(target) != np.shape(preview):
+        return None
+    return psnr(preview, target)
+
+
+def _thinned(steps, preview_every, stack_every, min_interval, clock, reference=None):
     """run_steps' loop over the engine's steps (see there)."""
     outcome = RunOutcome()
     last_yield = -math.inf
+    pending = RunUpdate(None)  # the steps since the last report
+    part = None
     try:
         while True:
             try:
                 step = next(steps)
             except StopIteration as stop:
                 outcome.result = stop.value
+                if pending.iterations:  # the steps since the last report, for the plot
+                    yield pending
                 return outcome
             if stack_every and step.preview is not None and step.region is None \
                     and step.iteration % stack_every == 0:  # single images only
                 outcome.stack.append(step.preview)
                 outcome.stack_iterations.append(step.iteration)
+            x = step.run_iteration if step.run_iteration is not None else step.iteration
+            if (step.plane, step.tile) != part:
+                if part is not None:
+                    label = f"plane {step.plane}" if step.tile == 1 and step.planes > 1 \
+                        else f"tile {step.tile}"
+                    pending.part_starts.append((x, label))
+                part = (step.plane, step.tile)
+            pending.step = step
+            pending.iterations.append(x)
+            pending.losses.append(float(step.loss))
+            pending.variances.append(float(step.extras.get("variance", math.nan)))
             preview = None
             if preview_every and step.preview is not None and step.iteration % preview_every == 0:
                 preview = step.preview
             now = clock()
             if preview is not None or step.iteration == 1 or now - last_yield >= min_interval:
                 last_yield = now
-                yield RunUpdate(step, preview)
+                pending.preview = preview
+                pending.psnr = _reference_psnr(reference, preview, step.region)
+                yield pending
+                pending = RunUpdate(None)
     finally:
         steps.close()
 
@@ -156,16 +207,27 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def format_progress(step) -> str:
-    """``"iteration 120 / 1500 · loss 3.21e-03 · 1:05 left"``; stacks and tiles put
-    ``"plane 2 / 8 · tile 3 / 9 · "`` in front (the time left is the whole run's)."""
+def time_left(step, stops_early: bool = False) -> str:
+    """``"~0:35 left"`` when the stopping rule expects its stop (``step.expected_stop``),
+    ``"at most 1:05 left"`` while a run that may stop early cannot tell yet (the time to the
+    iteration limit), ``"1:05 left"`` for a run to its limit."""
+    left = format_duration(step.seconds_left)
+    if getattr(step, "expected_stop", None) is not None:
+        return f"~{left} left"
+    return f"at most {left} left" if stops_early else f"{left} left"
+
+
+def format_progress(step, stops_early: bool = False) -> str:
+    """``"iteration 120 / 1500 · ~1:05 left"``; stacks and tiles put ``"plane 2 / 8 ·
+    tile 3 / 9 · "`` in front (the time left is the whole run's). ``stops_early``: the
+    run has a stopping rule (see :func:`time_left`)."""
     where = ""
     if getattr(step, "planes", 1) > 1:
         where += f"plane {step.plane} / {step.planes} \u00b7 "
     if getattr(step, "tiles", 1) > 1:
         where += f"tile {step.tile} / {step.tiles} \u00b7 "
-    return (f"{where}iteration {step.iteration} / {step.total} \u00b7 loss {step.loss:.3g} "
-            f"\u00b7 {format_duration(step.seconds_left)} left")
+    return (f"{where}iteration {step.iteration} / {step.total} \u00b7 "
+            f"{time_left(step, stops_early)}")
 
 
 def progress_value(step) -> tuple[int, int]:

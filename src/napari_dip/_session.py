@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ._layers import METADATA_KEY, Geometry, build_metadata, result_name
-from ._runner import PreviewThrottle, RunOutcome
+from ._layers import METADATA_KEY, NAME_SEPARATOR, Geometry, build_metadata, result_name
+from ._runner import PreviewThrottle, RunOutcome, format_duration
 from ._settings import WidgetSettings, stack_every_for
 
 
@@ -81,6 +81,10 @@ class RunSession:
     last_step: Any = None  # the engine's last Step
     cancel: threading.Event = field(default_factory=threading.Event)  # set: stop the run
     stopped: bool = False  # the run ended cancelled (RunOutcome.cancelled)
+    reference: np.ndarray | None = None  # what the plot's PSNR is measured against
+    reference_name: str | None = None  # its layer
+    activity: Any = None  # napari's progress (napari.utils.progress) in the activity dock
+    added: list[Any] = field(default_factory=list)  # the layers the run added (result first)
 
     @classmethod
     def plan(cls, settings: WidgetSettings, kwargs: dict[str, Any],
@@ -92,7 +96,7 @@ class RunSession:
         geometry = Geometry.of(source)
         plane = inputs.get("plane")
         if plane is not None:  # the result keeps every axis; the leading ones have length 1
-            name += " plane " + ", ".join(map(str, plane))
+            name += f"{NAME_SEPARATOR}plane " + ", ".join(map(str, plane))
             geometry = geometry.at_plane(plane)
         volume = kwargs.get("mode") == "volume"
         geometry = geometry.upsampled(factor, axes=(-3,) if volume else (-2, -1))
@@ -104,7 +108,7 @@ class RunSession:
 
     @property
     def preview_name(self) -> str:
-        return f"{self.name} (preview)"
+        return f"{self.name}{NAME_SEPARATOR}preview"
 
     # -- state ----------------------------------------------------------------------------
     def start(self, gen: Generator) -> None:
@@ -126,6 +130,26 @@ class RunSession:
         if self.gen is not None:
             self.gen.close()
         self.state = RunState.IDLE
+
+    # -- napari's activity dock ------------------------------------------------------------
+    def update_activity(self, value: int, maximum: int, step) -> None:
+        """Move the activity dock's progress to ``value`` of ``maximum`` steps."""
+        bar = self.activity
+        if bar is None:
+            return
+        if bar.total != maximum:
+            bar.total = maximum
+        if value != bar.n:
+            bar.update(value - bar.n)
+        where = f" \u00b7 plane {step.plane} / {step.planes}" if step.planes > 1 else ""
+        description = f"napari-dip: {self.name}{where}"
+        if bar.desc != description:
+            bar.set_description(description)
+
+    def close_activity(self) -> None:
+        if self.activity is not None:
+            self.activity.close()
+            self.activity = None
 
     # -- preview --------------------------------------------------------------------------
     def full_preview(self, preview: np.ndarray, region) -> np.ndarray:
@@ -176,38 +200,95 @@ class RunSession:
             every = self.stack_every
             stack_geometry = self.geometry.with_leading_axis(step=every, start=every)
             viewer.add_image(
-                np.stack(outcome.stack), name=f"{self.name} iterations", **look,
+                np.stack(outcome.stack), name=f"{self.name}{NAME_SEPARATOR}iterations", **look,
                 metadata={METADATA_KEY: {**record, "history": {},
                                          "stack_iterations": outcome.stack_iterations}},
                 **stack_geometry.layer_kwargs())
-        viewer.add_image(self.as_layer(result.image), name=self.name,
-                         metadata={METADATA_KEY: record},
-                         **look, **self.geometry.layer_kwargs())
+        if self.reference_name:
+            record["reference_layer"] = self.reference_name
+        uncertainty = getattr(result, "uncertainty", None)
+        if uncertainty is not None:
+            record["uncertainty_layer"] = f"{self.name}{NAME_SEPARATOR}uncertainty"
+        layer = viewer.add_image(self.as_layer(result.image), name=self.name,
+                                 metadata={METADATA_KEY: record},
+                                 **look, **self.geometry.layer_kwargs())
+        self.added = [layer]
+        if uncertainty is not None:
+            holds = "the ensemble's per-pixel standard deviation, in the input's units"
+            if look["rgb"]:  # one map: the mean over the colour channels
+                uncertainty = np.mean(uncertainty, axis=-1)
+                holds += ", averaged over the colour channels"
+            self.added.append(viewer.add_image(
+                self.as_layer(uncertainty), name=record["uncertainty_layer"],
+                colormap="viridis", visible=False,
+                metadata={METADATA_KEY: {**record, "history": {}, "holds": holds}},
+                **self.geometry.layer_kwargs()))
         return record
 
     def done_text(self, result) -> str:
-        """The status line for a finished run."""
-        parts = getattr(result, "parts", None) or []
-        if parts:
-            planes = len({tuple(p["index"]) for p in parts})
-            tiles = len(parts) // max(planes, 1)
-            what = f"{planes} plane{'s' if planes > 1 else ''}" if planes > 1 or tiles == 1 \
-                else ""
-            if tiles > 1:
-                what += (", " if what else "") + f"{tiles} tiles" + (" each" if planes > 1
-                                                                     else "")
-            stopped = f" ({what})"
-        else:
-            stopped = (f", kept iteration {result.stopped_at} (early stop)"
-                       if result.stopped_at != result.iterations else "")
-        return (f"done: {result.iterations} iterations{stopped}, "
-                f"{result.elapsed:.0f} s \u2192 {self.name}")
+        """The status line for a finished run: how long, how it stopped, what was added."""
+        return (f"Done in {format_duration(result.elapsed)}: {how_it_stopped(result)}. "
+                f"Added \u201c{self.name}\u201d.")
 
     def stopped_text(self) -> str:
         """The status line for a run stopped before its end."""
         step = self.last_step
         where = f" at iteration {step.iteration}" if step is not None else ""
-        return f"stopped{where}; nothing was added"
+        if step is not None and getattr(step, "planes", 1) > 1:
+            where += f" of plane {step.plane} / {step.planes}"
+        return f"Stopped{where}; nothing was added."
 
 
-__all__ = ["CanvasSource", "RunSession", "RunState", "look_of"]
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def how_it_stopped(result) -> str:
+    """Why a run ended, in words: "reached the limit (1500 iterations)", "stopped at the
+    noise level at 498", "stopped by ES-WMV at 1212, kept 912"; for stacks and tiles, how
+    many parts stopped early."""
+    parts = [p for p in (getattr(result, "parts", None) or []) if not p.get("skipped")]
+    if parts or getattr(result, "parts", None):
+        return _parts_stopped(result)
+    params = result.parameters
+    n, kept = int(result.iterations), int(result.stopped_at)
+    limit = params.get("iterations")
+    at_limit = limit is None or n >= int(limit)
+    rule = params.get("stopping")
+    if rule == "discrepancy" and params.get("discrepancy_reached_at") is not None:
+        return f"stopped at the noise level at iteration {n}"
+    if rule == "es-wmv" and not at_limit:
+        return f"stopped by ES-WMV at iteration {n}, kept {kept}"
+    text = f"reached the limit ({_plural(n, 'iteration')})"
+    if rule == "discrepancy":
+        text += " before the noise level"
+    elif rule == "es-wmv" and kept != n:
+        text += f", ES-WMV kept {kept}"
+    return text
+
+
+def _parts_stopped(result) -> str:
+    """how_it_stopped for runs in parts: "3 planes, 4 tiles each: 7 of 12 parts stopped
+    early, 6000 iterations"."""
+    parts = result.parts
+    planes = len({tuple(p["index"]) for p in parts})
+    tiles = len(parts) // max(planes, 1)
+    what = []
+    if planes > 1 or tiles == 1:
+        what.append(_plural(planes, "plane"))
+    if tiles > 1:
+        what.append(_plural(tiles, "tile") + (" each" if planes > 1 else ""))
+    ran = [p for p in parts if not p.get("skipped")]
+    early = sum(1 for p in ran if p.get("limit") and p["iterations"] < p["limit"])
+    unit = "tiles" if planes == 1 and tiles > 1 else "parts" if tiles > 1 else "planes"
+    text = ", ".join(what)
+    if len(ran) < len(parts):
+        text += f" ({len(parts) - len(ran)} skipped: constant)"
+    if early:
+        text += f": {early} of {len(ran)} {unit} stopped early"
+    else:
+        text += ": every part ran to its limit" if ran else ""
+    return f"{text}, {_plural(int(result.iterations), 'iteration')}"
+
+
+__all__ = ["CanvasSource", "RunSession", "RunState", "how_it_stopped", "look_of"]

@@ -37,7 +37,7 @@ PRESET_CHOICES = [("fast (laptop friendly)", "fast"), ("paper (DIP paper setting
 DENOISER_CHOICES = [("non-local means", "nlm"), ("BM3D", "bm3d"), ("total variation", "tv")]
 SIGMA_CHOICES = [("task default", "default"), ("estimate (auto)", "auto"),
                  ("fixed value", "fixed")]
-STOP_LEVEL_CHOICES = [("estimate (denoising)", "auto"), ("known value", "fixed"),
+STOP_LEVEL_CHOICES = [("estimate from the image", "auto"), ("known value", "fixed"),
                       ("unknown (ES-WMV)", "none")]
 NOISE_CHOICES = [(model.label, model.name) for model in NOISE_MODELS.values()]
 STACK_CHOICES = [("2-D per plane", "slices"), ("3-D volume", "volume"),
@@ -81,6 +81,7 @@ class WidgetSettings:
     tile_overlap: int = 128
     device: str = "auto"
     seed: int = 0
+    ensemble: int = 1  # K fits averaged; K > 1 adds the uncertainty layer
     denoiser: str = "nlm"
     sigma_mode: str = "default"  # "default", "auto" or "fixed" (denoiser_sigma)
     denoiser_sigma: float = 0.02
@@ -183,6 +184,8 @@ def restore_arguments(settings: WidgetSettings, layers: Mapping[str, Any], plane
         "device": settings.device, "noise": settings.noise,
         "channel_axis": -1 if layer.rgb else None,
     }
+    if int(settings.ensemble) > 1:  # the default (1) stays out of the repeatable call
+        kwargs["ensemble"] = int(settings.ensemble)
     arrays = {"image": layer_data(layer)}
     inputs: dict[str, Any] = {"image": settings.image}
     _add_task_inputs(settings, layers, kwargs, arrays, inputs)

@@ -20,10 +20,13 @@ import numpy as np
 from magicgui.widgets import Container
 from napari.layers import Image, Labels
 from napari.qt.threading import thread_worker
+from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QEvent, QObject
 
+from ._compare import CompareView
 from ._layers import METADATA_KEY, parameters_json, sample_hints
+from ._messages import Context, for_widget
 from ._panels import (
     DeepREDPanel,
     DevicePanel,
@@ -42,6 +45,7 @@ from ._runner import (
     guarded,
     gui_threads,
     progress_value,
+    psnr,
     run_steps,
 )
 from ._session import RunSession, RunState
@@ -60,13 +64,15 @@ from ._settings import (  # noqa: F401 - the choices stay importable from here
     restore_arguments,
     spatial_ndim,
 )
-from .tasks import TASKS
 
 if TYPE_CHECKING:
     import napari
 
 #: Settings fields that are not the value of a control of the same name.
 _NOT_CONTROLS = ("iterations_from_preset",)
+#: The controls a sample layer's hints set (while that layer is the image), with the hint
+#: that sets each.
+_HINTED = {"task": "task", "noise": "noise", "mask": "mask_layer", "reference": "truth_layer"}
 #: The controls whose value changes which others are shown.
 _VISIBILITY_CONTROLS = ("task", "method", "keep_stack", "sigma_mode", "noise", "noise_level",
                         "early_stop", "stack_mode", "tiling", "kernel")
@@ -155,13 +161,18 @@ class DIPWidget(Container, _ParametersOut):
         self._connect()
         self._close_watcher = _CloseWatcher(self)
 
+        self._compare_view = CompareView(napari_viewer)
+        self._result_layers: list[Any] = []  # the last run's layers (result, uncertainty)
+        self._before_hints: dict[str, Any] = {}  # values the sample hints replaced
+        self._adding = False  # True while the widget adds layers itself
         layers = self._viewer.layers
         layers.events.inserted.connect(self._on_layer_inserted)
         layers.events.removed.connect(self._refresh_choices)
         layers.events.moved.connect(self._refresh_choices)
+        layers.selection.events.active.connect(self._on_active_layer)
         self._refresh_choices()
         active = layers.selection.active
-        if isinstance(active, Image) and active.name in self.image.choices:
+        if self._follows(active):
             self.image.value = active.name
         self._apply_sample_hints()
         self._update_stack_choices()
@@ -176,7 +187,7 @@ class DIPWidget(Container, _ParametersOut):
         self._stacks = stacks = StacksPanel()
         device = DevicePanel(devices)
         deepred = DeepREDPanel()
-        output = OutputPanel()
+        output = OutputPanel(self._reference_choices)
         self._run_panel = run = RunPanel()
         self._panels = (source, task_inputs, stopping, stacks, device, deepred, output)
 
@@ -184,7 +195,11 @@ class DIPWidget(Container, _ParametersOut):
             for name in panel.exposes:
                 setattr(self, name, getattr(panel, name))
         self._inputs = [control for panel in self._panels for control in panel.controls]
-        self.extend([*self._panels, run])
+        from ._plot import ConvergencePlot  # pyqtgraph: only once the widget opens
+
+        #: The live convergence plot (data term, noise level, variance, PSNR).
+        self.plot = ConvergencePlot()
+        self.extend([*self._panels, run, self.plot])
         align_labels([*self._panels, run])
         self.native.setMinimumWidth(320)
 
@@ -196,6 +211,8 @@ class DIPWidget(Container, _ParametersOut):
         self.image.changed.connect(self._apply_sample_hints)
         self.image.changed.connect(self._update_stack_choices)
         self.run_button.changed.connect(self._on_run_clicked)
+        self.show_plot.changed.connect(self._on_show_plot)
+        self.compare.changed.connect(self._on_compare)
         self.copy_button.changed.connect(self.copy_parameters)
         self.export_button.changed.connect(lambda: self.export_parameters())
 
@@ -251,30 +268,65 @@ class DIPWidget(Container, _ParametersOut):
     def _labels_choices(self, _widget=None) -> list:
         return self._names(Labels)
 
+    def _reference_choices(self, _widget=None) -> list:
+        return [None, *self._image_choices()]
+
     def _refresh_choices(self, *_) -> None:
-        for combo in (self.image, self.mask, self.flash, self.psf_layer):
+        before = self.image.value
+        for combo in (self.image, self.mask, self.flash, self.psf_layer, self.reference):
             combo.reset_choices()
+        if before is not None and before in self.image.choices:
+            if self.image.value != before:
+                self.image.value = before
+        elif self._session is None:  # the chosen layer went: take one the picker may take
+            good = [name for name in self.image.choices if self._follows(self._layer(name))]
+            self.image.value = good[0] if good else None
+
+    def _follows(self, layer) -> bool:
+        """Whether the image picker may choose ``layer`` by itself: an Image layer that is
+        not a hidden sample's ground truth, nor the widget's own preview or result."""
+        if not isinstance(layer, Image) or layer.name not in self.image.choices:
+            return False
+        if sample_hints(layer.metadata).get("role") == "truth" or not layer.visible:
+            return False
+        return METADATA_KEY not in layer.metadata
 
     def _on_layer_inserted(self, event) -> None:
         self._refresh_choices()
         layer = event.value
-        if self._session is None and isinstance(layer, Image) \
-                and sample_hints(layer.metadata).get("role") == "degraded":
+        if self._session is None and not self._adding and self._follows(layer):
             self.image.value = layer.name
-            self._apply_sample_hints()
+
+    def _on_active_layer(self, event) -> None:
+        """The picker follows the Image layer the user selects (not while a run goes, nor
+        when the widget adds its own layers)."""
+        layer = event.value
+        if self._session is None and not self._adding and isinstance(layer, Image) \
+                and layer.name in self.image.choices and METADATA_KEY not in layer.metadata:
+            self.image.value = layer.name
 
     def _apply_sample_hints(self, *_) -> None:
-        """Sample layers carry the settings they were made for: apply them."""
+        """Sample layers carry the settings they were made for: they apply while that layer
+        is the image; choosing another layer gives the hinted controls back the values they
+        had before (the defaults, or what the user set)."""
         layer = self._layer(self.image.value)
         hints = sample_hints(getattr(layer, "metadata", None))
-        if not hints or hints.get("role") != "degraded":
+        if hints.get("role") != "degraded":
+            for name, value in self._before_hints.items():
+                control = getattr(self, name)
+                if value is None or value in control.choices:
+                    control.value = value
+            self._before_hints = {}
             return
-        if hints.get("task") in TASKS:
-            self.task.value = hints["task"]
-        self.noise.value = hints.get("noise", "gaussian")
-        mask = hints.get("mask_layer")
-        if mask and mask in self.mask.choices:
-            self.mask.value = mask
+        for name, hint in _HINTED.items():
+            control = getattr(self, name)
+            value = hints.get(hint)
+            if name == "noise":
+                value = value or "gaussian"
+            if value is None or value not in control.choices:
+                continue
+            self._before_hints.setdefault(name, control.value)
+            control.value = value
 
     def _layer(self, name):
         if name is None:
@@ -316,12 +368,13 @@ class DIPWidget(Container, _ParametersOut):
             return self.worker
         from .api import validate
 
+        self._leave_compare()
         try:
             kwargs, arrays, inputs = self.restore_arguments()
             validate(arrays["image"], mask=arrays.get("mask"), flash=arrays.get("flash"),
                      **_kernel(arrays), **kwargs)  # every check the engine makes, first
         except ValueError as exc:
-            show_error(describe_error(exc))
+            self._report_error(exc)
             return None
 
         settings = self.settings()
@@ -329,10 +382,13 @@ class DIPWidget(Container, _ParametersOut):
         session = RunSession.plan(settings, kwargs, arrays, inputs, self._layer(inputs["image"]),
                                   selected=list(selection), active=selection.active)
         self._session = session
+        session.reference = self._reference_for(session)
+        session.reference_name = self.reference.value if session.reference is not None \
+            else None
         gen = run_steps(arrays["image"], mask=arrays.get("mask"), flash=arrays.get("flash"),
                         **_kernel(arrays), preview_every=int(settings.preview_every),
                         stack_every=session.stack_every, threads=gui_threads(),
-                        cancel=session.cancel, **kwargs)
+                        cancel=session.cancel, reference=session.reference, **kwargs)
         session.start(gen)
         worker = thread_worker(guarded, start_thread=False)(gen)
         worker.yielded.connect(self._on_update)
@@ -342,9 +398,42 @@ class DIPWidget(Container, _ParametersOut):
         self.native.destroyed.connect(lambda *_: session.request_stop())  # widget gone
         self.worker = worker
         self._set_running(True)
-        self.status.value = f"running {session.name}\u2026"
+        self._run_panel.set_status(f"Running \u201c{session.name}\u201d\u2026")
+        self.plot.reset()
+        session.activity = napari_progress(total=1, desc=f"napari-dip: {session.name}")
         worker.start()
         return worker
+
+    def _reference_for(self, session) -> np.ndarray | None:
+        """The reference layer's pixels when they match the result's shape, else None."""
+        layer = self._layer(self.reference.value)
+        if layer is None:
+            return None
+        from ._settings import layer_data
+
+        data = layer_data(layer)
+        expected = session.canvas_from.blank().shape
+        if session.plane is not None:  # only the current plane: compare that plane
+            data = data[tuple(session.plane)]
+            expected = expected[len(session.plane):]
+        if data.shape != tuple(expected):
+            show_info(f"reference {layer.name!r} is {data.shape}, the result will be "
+                      f"{tuple(expected)}: no PSNR is plotted")
+            return None
+        return np.asarray(data, dtype=np.float32)
+
+    def _report_error(self, exc: BaseException) -> None:
+        """The error in full in the widget, in the controls' words, and as a notification."""
+        layer = self._layer(self.image.value)
+        shape = None
+        if layer is not None:
+            from ._settings import layer_data
+
+            shape = layer_data(layer).shape[:-1] if layer.rgb else layer_data(layer).shape
+        message = for_widget(describe_error(exc), Context(shape))
+        if self._alive():
+            self._run_panel.show_error(message)
+        show_error(message)
 
     def stop(self) -> None:
         """Cancel the run at its next step, leaving the viewer as it was; returns at once
@@ -375,7 +464,15 @@ class DIPWidget(Container, _ParametersOut):
         value, maximum = progress_value(step)
         self.progress.max = maximum
         self.progress.value = value
-        self.progress.native.setFormat(format_progress(step).replace("%", "%%"))
+        self.progress.native.setFormat("%p %")
+        stops_early = bool(session.kwargs.get("early_stop", True))
+        self._run_panel.set_status(format_progress(step, stops_early))
+        session.update_activity(value, maximum, step)
+        self.plot.add_points(update.iterations, update.losses, update.variances,
+                             threshold=step.threshold, kept=step.kept,
+                             part_starts=update.part_starts)
+        if update.psnr is not None:
+            self.plot.add_psnr(update.iterations[-1], update.psnr)
         if update.preview is not None:
             preview = session.full_preview(update.preview, step.region)
             if session.throttle.allow():
@@ -395,24 +492,25 @@ class DIPWidget(Container, _ParametersOut):
             self._session.stopped = True  # _on_finished (after this) ends the session
             return
         if outcome.failed:
-            message = describe_error(outcome.error)
-            self.status.value = f"failed: {message}"
-            show_error(message)
+            self._run_panel.set_status("Failed; nothing was added.")
+            self._report_error(outcome.error)
             return
         self._add_result(outcome)
 
     def _on_errored(self, exc: BaseException) -> None:  # only if guarded() itself failed
         self._remove_preview()
-        show_error(describe_error(exc))
+        self._report_error(exc)
 
     def _on_finished(self) -> None:
         session = self._session
         if session is not None:
             session.finish()  # the worker thread is done with the generator
             session.remove_preview(self._viewer.layers)
+            session.close_activity()
             if session.stopped and self._alive():
-                self.status.value = session.stopped_text()
+                self._run_panel.set_status(session.stopped_text())
                 self.progress.native.setFormat("stopped")
+                self.plot.finish(None, "stopped")
         self._session = None
         self.worker = None
         if self._alive():
@@ -422,10 +520,65 @@ class DIPWidget(Container, _ParametersOut):
     def _add_result(self, outcome: RunOutcome) -> None:
         session = self._session
         result = outcome.result
-        self.last_record = session.add_result(self._viewer, outcome)
-        self.status.value = session.done_text(result)
+        self._adding = True
+        try:
+            self.last_record = session.add_result(self._viewer, outcome)
+        finally:
+            self._adding = False
+        self._result_layers = list(session.added)
+        self._run_panel.set_status(session.done_text(result))
         self.progress.value = self.progress.max
-        self.progress.native.setFormat(f"done \u00b7 {result.iterations} iterations")
+        self.progress.native.setFormat("done")
+        if session.reference is not None:
+            final = session.as_layer(result.image)
+            if session.plane is not None:
+                final = final[(0,) * len(session.plane)]
+            self.plot.add_psnr(result.iterations if not result.parts else
+                               self.plot.last_iteration, psnr(final, session.reference))
+        kept = None if result.parts else int(result.stopped_at)
+        from ._session import how_it_stopped
+
+        self.plot.finish(kept, how_it_stopped(result))
+
+    # -- plot and compare -----------------------------------------------------------------
+    def _on_show_plot(self, *_) -> None:
+        self.plot.visible = bool(self.show_plot.value)
+
+    def _compared_layers(self) -> list:
+        """Input, result, reference and uncertainty of the selected result layer (or of the
+        last run)."""
+        layers = self._viewer.layers
+        active = layers.selection.active
+        if active is not None and METADATA_KEY in getattr(active, "metadata", {}):
+            result = active
+            record = active.metadata[METADATA_KEY]
+        elif self._result_layers and self._result_layers[0] in layers:
+            result = self._result_layers[0]
+            record = result.metadata.get(METADATA_KEY, {})
+        else:
+            return []
+        names = [record.get("source_layer"), result.name, record.get("reference_layer"),
+                 record.get("uncertainty_layer")]
+        if self.reference.value and self.reference.value not in names:
+            names[2] = names[2] or self.reference.value
+        return [self._layer(name) for name in names if name]
+
+    def _on_compare(self, *_) -> None:
+        if not self.compare.value:
+            self._compare_view.leave()
+            return
+        try:
+            self._compare_view.enter(self._compared_layers())
+        except ValueError as exc:
+            show_info(str(exc))
+            with self.compare.changed.blocked():
+                self.compare.value = False
+
+    def _leave_compare(self) -> None:
+        if self._compare_view.active:
+            self._compare_view.leave()
+        with self.compare.changed.blocked():
+            self.compare.value = False
 
 
 class _CloseWatcher(QObject):

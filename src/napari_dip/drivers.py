@@ -213,6 +213,7 @@ class _PartRunner:
             return
         solver, warm, budget = self._solver(request, budget)
         record["warm"] = warm
+        record["limit"] = budget  # so a part that stopped early can be told from one that ran out
         stop_loss = self.target if warm and plan.adaptive else None
         result = yield from run_part(solver, stop_loss, self._relabel(p, t, index, box))
         if self.target is None and plan.adaptive:

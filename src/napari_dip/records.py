@@ -143,7 +143,8 @@ class Result:
         For stacks and tiled images, one record per part (plane, time point or tile), in
         the order they ran: ``plane``, ``index`` (position on the iterated axes), ``tile``,
         ``box`` (the tile's [[y0, y1], [x0, x1]] in input pixels), ``iterations``,
-        ``stopped_at``, ``elapsed``, ``warm`` (started from the previous part's weights) and
+        ``stopped_at``, ``limit`` (its iteration limit), ``elapsed``, ``warm`` (started from
+        the previous part's weights) and
         ``skipped`` (why no optimisation ran, e.g. ``"constant"``, or None). Empty for a
         single image.
     """

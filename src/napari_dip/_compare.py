@@ -1,0 +1,80 @@
+"""Side by side: input, result, reference and uncertainty in napari's grid mode, and back.
+
+No Qt here: the viewer is used through ``viewer.layers`` (each layer's ``visible``) and its
+grid (``viewer.canvas.grid`` from napari 0.9, ``viewer.grid`` before: ``enabled``, ``shape``,
+``stride``), so the round trip is easy to test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def grid_of(viewer):
+    """The viewer's grid settings (napari 0.9 moved them to ``viewer.canvas.grid``)."""
+    canvas = getattr(viewer, "canvas", None)
+    grid = getattr(canvas, "grid", None)
+    return grid if grid is not None else viewer.grid
+
+
+def grid_shape(n: int) -> tuple[int, int]:
+    """Rows and columns for ``n`` layers: one row up to three, then two rows."""
+    if n <= 3:
+        return (1, max(n, 1))
+    return (2, (n + 1) // 2)
+
+
+class CompareView:
+    """Shows chosen layers side by side and puts the viewer back as it was.
+
+    :meth:`enter` remembers every layer's visibility and the grid's settings, shows only the
+    given layers, each in its own grid cell; :meth:`leave` restores what it remembered (for
+    layers still there) and switches the grid off if it was off.
+    """
+
+    def __init__(self, viewer):
+        self._viewer = viewer
+        self._saved: dict[str, Any] | None = None
+        self.shown: list[Any] = []
+
+    @property
+    def active(self) -> bool:
+        return self._saved is not None
+
+    def enter(self, layers: Sequence[Any]) -> None:
+        viewer = self._viewer
+        layers = [layer for layer in layers if layer is not None and layer in viewer.layers]
+        if not layers:
+            raise ValueError("nothing to compare: run a restoration first, or select a "
+                             "napari-dip result layer")
+        if self._saved is None:
+            grid = grid_of(viewer)
+            self._saved = {
+                "visible": {id(layer): (layer, layer.visible) for layer in viewer.layers},
+                "grid": (grid.enabled, tuple(grid.shape), grid.stride),
+            }
+        for layer in viewer.layers:
+            layer.visible = layer in layers
+        grid = grid_of(viewer)
+        grid.stride = 1
+        grid.shape = grid_shape(len(layers))
+        grid.enabled = True
+        self.shown = layers
+
+    def leave(self) -> None:
+        if self._saved is None:
+            return
+        viewer, saved = self._viewer, self._saved
+        self._saved, self.shown = None, []
+        for layer, visible in saved["visible"].values():
+            if layer in viewer.layers:
+                layer.visible = visible
+        enabled, shape, stride = saved["grid"]
+        grid = grid_of(viewer)
+        grid.enabled = enabled
+        grid.shape = shape
+        grid.stride = stride
+
+
+__all__ = ["CompareView", "grid_of", "grid_shape"]
