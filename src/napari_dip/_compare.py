@@ -1,14 +1,17 @@
 """Side by side: input, result, reference and uncertainty in napari's grid mode, and back.
 
-No Qt here: the viewer is used through ``viewer.layers`` (each layer's ``visible``) and its
-grid (``viewer.canvas.grid`` from napari 0.9, ``viewer.grid`` before: ``enabled``, ``shape``,
-``stride``), so the round trip is easy to test.
+No Qt here (napari only for a notification): the viewer is used through ``viewer.layers``
+(each layer's ``visible``) and its grid (``viewer.canvas.grid`` from napari 0.9,
+``viewer.grid`` before: ``enabled``, ``shape``, ``stride``), so the round trip is easy to
+test. :class:`CompareToggle` is the dock widget's side of it (the check box).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+from ._layers import METADATA_KEY
 
 
 def grid_of(viewer):
@@ -77,4 +80,49 @@ class CompareView:
         grid.stride = stride
 
 
-__all__ = ["CompareView", "grid_of", "grid_shape"]
+class CompareToggle:
+    """The dock widget's "compare side by side" toggle (a mixin of
+    :class:`napari_dip._widget.DIPWidget`): input, result, reference and uncertainty of the
+    selected result layer, or of the last run, through a :class:`CompareView`
+    (``self._compare_view``); the check box is ``self.compare``."""
+
+    def _compared_layers(self) -> list:
+        """Input, result, reference and uncertainty of the selected result layer (or of the
+        last run)."""
+        layers = self._viewer.layers
+        active = layers.selection.active
+        if active is not None and METADATA_KEY in getattr(active, "metadata", {}):
+            result = active
+            record = active.metadata[METADATA_KEY]
+        elif self._result_layers and self._result_layers[0] in layers:
+            result = self._result_layers[0]
+            record = result.metadata.get(METADATA_KEY, {})
+        else:
+            return []
+        names = [record.get("source_layer"), result.name, record.get("reference_layer"),
+                 record.get("uncertainty_layer")]
+        if self.reference.value and self.reference.value not in names:
+            names[2] = names[2] or self.reference.value
+        return [self._layer(name) for name in names if name]
+
+    def _on_compare(self, *_) -> None:
+        if not self.compare.value:
+            self._compare_view.leave()
+            return
+        try:
+            self._compare_view.enter(self._compared_layers())
+        except ValueError as exc:
+            from napari.utils.notifications import show_info
+
+            show_info(str(exc))
+            with self.compare.changed.blocked():
+                self.compare.value = False
+
+    def _leave_compare(self) -> None:
+        if self._compare_view.active:
+            self._compare_view.leave()
+        with self.compare.changed.blocked():
+            self.compare.value = False
+
+
+__all__ = ["CompareToggle", "CompareView", "grid_of", "grid_shape"]

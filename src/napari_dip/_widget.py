@@ -18,14 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import Container
-from napari.layers import Image, Labels
 from napari.qt.threading import thread_worker
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QEvent, QObject
 
-from ._compare import CompareView
-from ._layers import METADATA_KEY, parameters_json, sample_hints
+from ._compare import CompareToggle, CompareView
+from ._layers import METADATA_KEY, parameters_json
 from ._messages import Context, for_widget
 from ._panels import (
     DeepREDPanel,
@@ -38,6 +37,7 @@ from ._panels import (
     TaskInputsPanel,
     align_labels,
 )
+from ._pickers import LayerPickers
 from ._runner import (
     RunOutcome,
     describe_error,
@@ -59,10 +59,8 @@ from ._settings import (  # noqa: F401 - the choices stay importable from here
     TASK_CHOICES,
     TILE_CHOICES,
     WidgetSettings,
-    axes_of,
     layer_data,
     restore_arguments,
-    spatial_ndim,
 )
 
 if TYPE_CHECKING:
@@ -70,9 +68,6 @@ if TYPE_CHECKING:
 
 #: Settings fields that are not the value of a control of the same name.
 _NOT_CONTROLS = ("iterations_from_preset",)
-#: The controls a sample layer's hints set (while that layer is the image), with the hint
-#: that sets each.
-_HINTED = {"task": "task", "noise": "noise", "mask": "mask_layer", "reference": "truth_layer"}
 #: The controls whose value changes which others are shown.
 _VISIBILITY_CONTROLS = ("task", "method", "keep_stack", "sigma_mode", "noise", "noise_level",
                         "early_stop", "stack_mode", "tiling", "kernel")
@@ -133,7 +128,7 @@ class _ParametersOut:
         return path
 
 
-class DIPWidget(Container, _ParametersOut):
+class DIPWidget(Container, LayerPickers, CompareToggle, _ParametersOut):
     """Restore an Image layer with Deep Image Prior or DeepRED.
 
     Use from a script as ``widget = DIPWidget(viewer); viewer.window.add_dock_widget(widget)``;
@@ -236,16 +231,6 @@ class DIPWidget(Container, _ParametersOut):
         for panel in self._panels:
             panel.refresh(settings, axes)
 
-    def _axes(self) -> str | None:
-        """The axes of the chosen image layer (None if there is none, or it has too many)."""
-        layer = self._layer(self.image.value)
-        if layer is None:
-            return None
-        try:
-            return axes_of(layer)
-        except ValueError:
-            return None
-
     def _update_stack_choices(self, *_) -> None:
         """Offer "3-D volume" only for layers with a Z axis."""
         self._stacks.update_choices(self._axes())
@@ -254,87 +239,6 @@ class DIPWidget(Container, _ParametersOut):
     def _show_preset_iterations(self, *_) -> None:
         """Show the preset's iteration limit until the user types their own."""
         self._stopping.show_preset_iterations(self.task.value, self.factor.value)
-
-    # -- layer pickers --------------------------------------------------------------------
-    def _names(self, kind) -> list[str]:
-        # Topmost first, so a freshly opened image is the default choice.
-        return [layer.name for layer in reversed(list(self._viewer.layers))
-                if isinstance(layer, kind)]
-
-    def _image_choices(self, _widget=None) -> list:
-        own = {None if self._session is None else self._session.preview_name}
-        return [name for name in self._names(Image) if name not in own]
-
-    def _labels_choices(self, _widget=None) -> list:
-        return self._names(Labels)
-
-    def _reference_choices(self, _widget=None) -> list:
-        return [None, *self._image_choices()]
-
-    def _refresh_choices(self, *_) -> None:
-        before = self.image.value
-        for combo in (self.image, self.mask, self.flash, self.psf_layer, self.reference):
-            combo.reset_choices()
-        if before is not None and before in self.image.choices:
-            if self.image.value != before:
-                self.image.value = before
-        elif self._session is None:  # the chosen layer went: take one the picker may take
-            good = [name for name in self.image.choices if self._follows(self._layer(name))]
-            self.image.value = good[0] if good else None
-
-    def _follows(self, layer) -> bool:
-        """Whether the image picker may choose ``layer`` by itself: an Image layer that is
-        not a hidden sample's ground truth, nor the widget's own preview or result."""
-        if not isinstance(layer, Image) or layer.name not in self.image.choices:
-            return False
-        if sample_hints(layer.metadata).get("role") == "truth" or not layer.visible:
-            return False
-        return METADATA_KEY not in layer.metadata
-
-    def _on_layer_inserted(self, event) -> None:
-        self._refresh_choices()
-        layer = event.value
-        if self._session is None and not self._adding and self._follows(layer):
-            self.image.value = layer.name
-
-    def _on_active_layer(self, event) -> None:
-        """The picker follows the Image layer the user selects (not while a run goes, nor
-        when the widget adds its own layers)."""
-        layer = event.value
-        if self._session is None and not self._adding and isinstance(layer, Image) \
-                and layer.name in self.image.choices and METADATA_KEY not in layer.metadata:
-            self.image.value = layer.name
-
-    def _apply_sample_hints(self, *_) -> None:
-        """Sample layers carry the settings they were made for: they apply while that layer
-        is the image; choosing another layer gives the hinted controls back the values they
-        had before (the defaults, or what the user set)."""
-        layer = self._layer(self.image.value)
-        hints = sample_hints(getattr(layer, "metadata", None))
-        if hints.get("role") != "degraded":
-            for name, value in self._before_hints.items():
-                control = getattr(self, name)
-                if value is None or value in control.choices:
-                    control.value = value
-            self._before_hints = {}
-            return
-        for name, hint in _HINTED.items():
-            control = getattr(self, name)
-            value = hints.get(hint)
-            if name == "noise":
-                value = value or "gaussian"
-            if value is None or value not in control.choices:
-                continue
-            self._before_hints.setdefault(name, control.value)
-            control.value = value
-
-    def _layer(self, name):
-        if name is None:
-            return None
-        try:
-            return self._viewer.layers[name]
-        except (KeyError, ValueError):
-            return None
 
     # -- arguments ------------------------------------------------------------------------
     def restore_arguments(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
@@ -345,14 +249,6 @@ class DIPWidget(Container, _ParametersOut):
         See :func:`napari_dip._settings.restore_arguments`."""
         layers = {layer.name: layer for layer in self._viewer.layers}
         return restore_arguments(self.settings(), layers, plane=self.current_plane)
-
-    def current_plane(self, layer) -> tuple[int, ...]:
-        """Index, on the layer's leading (non-Y, non-X) axes, of the plane on screen."""
-        leading = spatial_ndim(layer) - 2
-        position = layer.world_to_data(self._viewer.dims.point)
-        shape = layer_data(layer).shape
-        return tuple(int(np.clip(np.round(position[ax]), 0, shape[ax] - 1))
-                     for ax in range(leading))
 
     # -- running --------------------------------------------------------------------------
     def _on_run_clicked(self, *_) -> None:
@@ -403,24 +299,6 @@ class DIPWidget(Container, _ParametersOut):
         session.activity = napari_progress(total=1, desc=f"napari-dip: {session.name}")
         worker.start()
         return worker
-
-    def _reference_for(self, session) -> np.ndarray | None:
-        """The reference layer's pixels when they match the result's shape, else None."""
-        layer = self._layer(self.reference.value)
-        if layer is None:
-            return None
-        from ._settings import layer_data
-
-        data = layer_data(layer)
-        expected = session.canvas_from.blank().shape
-        if session.plane is not None:  # only the current plane: compare that plane
-            data = data[tuple(session.plane)]
-            expected = expected[len(session.plane):]
-        if data.shape != tuple(expected):
-            show_info(f"reference {layer.name!r} is {data.shape}, the result will be "
-                      f"{tuple(expected)}: no PSNR is plotted")
-            return None
-        return np.asarray(data, dtype=np.float32)
 
     def _report_error(self, exc: BaseException) -> None:
         """The error in full in the widget, in the controls' words, and as a notification."""
@@ -540,45 +418,12 @@ class DIPWidget(Container, _ParametersOut):
 
         self.plot.finish(kept, how_it_stopped(result))
 
-    # -- plot and compare -----------------------------------------------------------------
+    # -- plot ---------------------------------------------------------------------------
     def _on_show_plot(self, *_) -> None:
         self.plot.visible = bool(self.show_plot.value)
 
-    def _compared_layers(self) -> list:
-        """Input, result, reference and uncertainty of the selected result layer (or of the
-        last run)."""
-        layers = self._viewer.layers
-        active = layers.selection.active
-        if active is not None and METADATA_KEY in getattr(active, "metadata", {}):
-            result = active
-            record = active.metadata[METADATA_KEY]
-        elif self._result_layers and self._result_layers[0] in layers:
-            result = self._result_layers[0]
-            record = result.metadata.get(METADATA_KEY, {})
-        else:
-            return []
-        names = [record.get("source_layer"), result.name, record.get("reference_layer"),
-                 record.get("uncertainty_layer")]
-        if self.reference.value and self.reference.value not in names:
-            names[2] = names[2] or self.reference.value
-        return [self._layer(name) for name in names if name]
 
-    def _on_compare(self, *_) -> None:
-        if not self.compare.value:
-            self._compare_view.leave()
-            return
-        try:
-            self._compare_view.enter(self._compared_layers())
-        except ValueError as exc:
-            show_info(str(exc))
-            with self.compare.changed.blocked():
-                self.compare.value = False
 
-    def _leave_compare(self) -> None:
-        if self._compare_view.active:
-            self._compare_view.leave()
-        with self.compare.changed.blocked():
-            self.compare.value = False
 
 
 class _CloseWatcher(QObject):
