@@ -191,3 +191,12 @@ def test_a_hidden_plot_does_not_draw_and_catches_up_when_shown(plot, qtbot, cloc
     plot.native.show()
     qtbot.waitUntil(lambda: plot.draws == before + 1, timeout=2000)
     np.testing.assert_array_equal(_data(plot._loss)[0], np.arange(1, 21))
+
+
+def test_a_kept_label_near_the_right_edge_sits_left_of_its_line(plot):
+    plot.add_points(np.arange(1, 301), np.full(300, 0.05))
+    for kept, side in ((40, (0, 0.5)), (298, (1, 0.5))):
+        plot.finish(kept)
+        line = next(i for i in plot._rows["loss"].getPlotItem().items
+                    if type(i).__name__ == "InfiniteLine" and float(i.value()) == kept)
+        assert tuple(line.label.anchors[0]) == side, kept

@@ -349,3 +349,53 @@ def test_settings_and_session_import_neither_qt_nor_napari_nor_torch():
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                 check=True).stdout.split())
     assert not {"torch", "napari", "qtpy", "PyQt5", "PyQt6", "PySide6", "magicgui"} & loaded
+
+
+class _FakeLayers(list):
+    """Enough of napari's LayerList for RunSession's preview: remove, a selection."""
+
+    def __init__(self):
+        super().__init__()
+        self.selection = SimpleNamespace(update=lambda layers: None, active=None)
+
+
+class _FakeViewer:
+    """``add_image`` makes a layer; ``during_add`` runs while it is being added (napari
+    processes Qt events there, so the run's end can be handled inside the call)."""
+
+    def __init__(self):
+        self.layers = _FakeLayers()
+        self.during_add = None
+
+    def add_image(self, data, name, **kwargs):
+        layer = SimpleNamespace(data=data, name=name)
+        self.layers.append(layer)
+        if self.during_add is not None:
+            self.during_add()
+        return layer
+
+
+def _session():
+    source = _source(_image())
+    settings = WidgetSettings(image="img")
+    kwargs, arrays, inputs = restore_arguments(settings, {"img": source})
+    return RunSession.plan(settings, kwargs, arrays, inputs, source)
+
+
+def test_no_preview_is_left_behind_by_an_update_that_comes_late():
+    viewer, session = _FakeViewer(), _session()
+    session.show_preview(viewer, np.zeros((16, 16)))
+    session.show_preview(viewer, np.ones((16, 16)))  # the same layer, new data
+    assert [lay.name for lay in viewer.layers] == ["img · DIP denoise · preview"]
+    assert viewer.layers[0].data.max() == 1
+    session.remove_preview(viewer.layers)
+    assert viewer.layers == [] and session.preview is None
+    session.show_preview(viewer, np.zeros((16, 16)))  # an update handled after the end
+    assert viewer.layers == [] and session.preview is None
+
+
+def test_no_preview_is_left_when_the_run_ends_while_its_layer_is_added():
+    viewer, session = _FakeViewer(), _session()
+    viewer.during_add = lambda: session.remove_preview(viewer.layers)
+    session.show_preview(viewer, np.zeros((16, 16)))
+    assert viewer.layers == [] and session.preview is None

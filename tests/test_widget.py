@@ -15,7 +15,15 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 from napari.layers import Image, Labels  # noqa: E402
-from widget_helpers import PLUGIN, TIMEOUT_MS, errors, open_widget, run_to_end, shown  # noqa: E402,F401
+from widget_helpers import (  # noqa: E402,F401
+    PLUGIN,
+    TIMEOUT_MS,
+    errors,
+    open_widget,
+    run_for_layer,
+    run_to_end,
+    shown,
+)
 
 import napari_dip  # noqa: E402
 from napari_dip import _widget  # noqa: E402
@@ -260,9 +268,7 @@ def test_flash_no_flash_uses_the_second_image(make_napari_viewer, qtbot, errors)
     widget.task.value = "flash_no_flash"
     widget.flash.value = "flash"
     widget.iterations.value = 3
-    run_to_end(qtbot, widget)
-    assert errors == []
-    record = viewer.layers["no flash · DIP flash/no-flash"].metadata[METADATA_KEY]
+    _, record = run_for_layer(qtbot, widget, "no flash · DIP flash/no-flash", errors)
     assert record["inputs"] == {"image": "no flash", "flash": "flash"}
 
 
@@ -346,10 +352,7 @@ def test_deepred_run(make_napari_viewer, qtbot, errors):
     widget.denoiser.value = "tv"
     widget.sigma_mode.value = "fixed"
     widget.denoiser_sigma.value = 0.04
-    run_to_end(qtbot, widget)
-    assert errors == []
-    result = viewer.layers["noisy · DeepRED denoise"]
-    record = result.metadata[METADATA_KEY]
+    _, record = run_for_layer(qtbot, widget, "noisy · DeepRED denoise", errors)
     assert record["method"] == "deepred" and record["iterations_run"] == 12
     assert record["parameters"]["denoiser"] == "tv"
     assert record["parameters"]["denoiser_sigma"] == pytest.approx(0.04)

@@ -14,7 +14,7 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 pytest.importorskip("pyqtgraph")
 
-from widget_helpers import errors, open_widget, run_to_end  # noqa: E402,F401
+from widget_helpers import errors, open_widget, run_for_layer, run_to_end  # noqa: E402,F401
 
 from napari_dip import _widget  # noqa: E402
 from napari_dip._compare import grid_of  # noqa: E402
@@ -175,10 +175,7 @@ def test_the_plot_draws_the_whole_run(make_napari_viewer, qtbot, errors):
     widget.noise_sigma.value = 0.1
     widget.reference.value = "clean"
     widget.preview_every.value = 10
-    run_to_end(qtbot, widget)
-    assert errors == []
-    result = viewer.layers["noisy \u00b7 DIP denoise"]
-    record = result.metadata[METADATA_KEY]
+    result, record = run_for_layer(qtbot, widget, "noisy \u00b7 DIP denoise", errors)
     history = record["history"]["loss"]
     x, y = widget.plot.series()["loss"]
     assert len(x) == len(history) == record["iterations_run"]  # one point per step

@@ -46,7 +46,13 @@ def test_geometry_of_a_plane_and_of_thin_slices():
 napari = pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from widget_helpers import errors, open_widget, run_to_end, shown  # noqa: E402,F401
+from widget_helpers import (  # noqa: E402,F401
+    errors,
+    open_widget,
+    run_for_layer,
+    run_to_end,
+    shown,
+)
 
 from napari_dip import _widget, restore  # noqa: E402
 from napari_dip._layers import METADATA_KEY  # noqa: E402
@@ -156,20 +162,16 @@ def test_volume_and_tiles(make_napari_viewer, qtbot, errors):
     widget.iterations.value = 1
     widget.image.value = "volume"
     widget.stack_mode.value = "volume"
-    run_to_end(qtbot, widget)
-    assert errors == []
-    volume = viewer.layers["volume · DIP denoise"]
+    volume, record = run_for_layer(qtbot, widget, "volume · DIP denoise", errors)
     assert volume.data.shape == (4, 16, 16)
-    assert volume.metadata[METADATA_KEY]["parameters"]["mode"] == "volume"
+    assert record["parameters"]["mode"] == "volume"
 
     widget.image.value = "large"
     widget.tiling.value = "fixed"
     widget.tile_size.value = 48
     widget.tile_overlap.value = 12
-    run_to_end(qtbot, widget)
-    assert errors == []
-    tiled = viewer.layers["large · DIP denoise"]
+    tiled, record = run_for_layer(qtbot, widget, "large · DIP denoise", errors)
     assert tiled.data.shape == (80, 80)
-    params = tiled.metadata[METADATA_KEY]["parameters"]
+    params = record["parameters"]
     assert params["tile"] == 48 and params["tiles"] == 4
     assert "4 tiles" in widget.status.value

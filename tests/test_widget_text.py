@@ -143,6 +143,11 @@ def test_compare_shows_the_layers_side_by_side_and_restores_the_viewer():
     with pytest.raises(ValueError, match="nothing to compare"):
         view.enter([None])
     assert grid_shape(4) == (2, 2) and grid_shape(2) == (1, 2)
+    # with the canvas' size: the shape that shows square images largest
+    assert grid_shape(3, canvas=(930, 480)) == (3, 1)  # a tall, narrow canvas
+    assert grid_shape(3, canvas=(600, 1200)) == (1, 3)
+    assert grid_shape(4, canvas=(800, 800)) == (2, 2)
+    assert grid_shape(3, canvas=(800, 800), image=(100, 400)) == (3, 1)  # wide images
 
 
 def test_a_result_layer_describes_its_run_in_full():

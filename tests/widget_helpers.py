@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from napari_dip import _widget
+from napari_dip._layers import METADATA_KEY
 
 PLUGIN = "napari-dip"
 #: How long a test waits for a widget run to end (runs take seconds; CI machines are slow).
@@ -42,3 +43,12 @@ def run_to_end(qtbot, widget):
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
     assert not worker.is_running
     return worker
+
+
+def run_for_layer(qtbot, widget, name, errors):
+    """Run to the end with no error shown; returns the result layer called ``name`` and
+    its napari-dip record (``layer.metadata[METADATA_KEY]``)."""
+    run_to_end(qtbot, widget)
+    assert errors == []
+    layer = widget._viewer.layers[name]
+    return layer, layer.metadata[METADATA_KEY]

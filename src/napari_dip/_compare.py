@@ -21,11 +21,45 @@ def grid_of(viewer):
     return grid if grid is not None else viewer.grid
 
 
-def grid_shape(n: int) -> tuple[int, int]:
-    """Rows and columns for ``n`` layers: one row up to three, then two rows."""
-    if n <= 3:
-        return (1, max(n, 1))
-    return (2, (n + 1) // 2)
+def canvas_size(viewer) -> tuple[float, float] | None:
+    """The canvas' (height, width) in screen pixels (``viewer.canvas.size`` from napari
+    0.9, ``viewer._canvas_size`` before), or None where the viewer does not say."""
+    size = getattr(getattr(viewer, "canvas", None), "size", None)
+    if size is None:
+        size = getattr(viewer, "_canvas_size", None)
+    try:
+        height, width = (float(v) for v in size)
+    except (TypeError, ValueError):
+        return None
+    return (height, width) if height > 0 and width > 0 else None
+
+
+def _extent(layer) -> tuple[float, float]:
+    """A layer's (height, width) in pixels; (1, 1) where it has no array."""
+    shape = getattr(getattr(layer, "data", None), "shape", None)
+    if shape is not None and getattr(layer, "rgb", False):
+        shape = shape[:-1]
+    if shape is None or len(shape) < 2:
+        return (1.0, 1.0)
+    return (float(shape[-2]), float(shape[-1]))
+
+
+def grid_shape(n: int, canvas: tuple[float, float] | None = None,
+               image: tuple[float, float] = (1.0, 1.0)) -> tuple[int, int]:
+    """Rows and columns for ``n`` layers. Given the ``canvas`` (height, width) and the
+    ``image``'s (height, width), the shape that shows the images largest (a tall, narrow
+    canvas stacks them; fewer rows on a tie); without it, one row up to three, then two."""
+    n = max(int(n), 1)
+    if canvas is None:
+        return (1, n) if n <= 3 else (2, (n + 1) // 2)
+    height, width = canvas
+    best, best_scale = (1, n), -1.0
+    for rows in range(1, n + 1):
+        columns = -(-n // rows)
+        scale = min(width / columns / image[1], height / rows / image[0])
+        if scale > best_scale * (1 + 1e-9):
+            best, best_scale = (rows, columns), scale
+    return best
 
 
 class CompareView:
@@ -61,7 +95,7 @@ class CompareView:
             layer.visible = layer in layers
         grid = grid_of(viewer)
         grid.stride = 1
-        grid.shape = grid_shape(len(layers))
+        grid.shape = grid_shape(len(layers), canvas_size(viewer), _extent(layers[0]))
         grid.enabled = True
         self.shown = layers
 
@@ -125,4 +159,4 @@ class CompareToggle:
             self.compare.value = False
 
 
-__all__ = ["CompareToggle", "CompareView", "grid_of", "grid_shape"]
+__all__ = ["CompareToggle", "CompareView", "canvas_size", "grid_of", "grid_shape"]

@@ -435,10 +435,14 @@ class ConvergencePlot(Container):
                 if name == "loss":
                     text = f"kept {kept:.0f}" if self.kept_line is not None \
                         else f"candidate {kept:.0f}"
-                self._add_mark(row, kept, pen, text, 0.5)
+                self._add_mark(row, kept, pen, text, 0.5,
+                               left=kept > 0.6 * max(self.last_iteration, 1))
 
-    def _add_mark(self, row, x, pen, text, position) -> None:
-        opts = {"position": position, "color": pen.color(), "anchors": [(0, 0.5), (0, 0.5)],
+    def _add_mark(self, row, x, pen, text, position, left: bool = False) -> None:
+        """A vertical line at ``x``, its label to the right (``left``: to the left, for a
+        line near the plot's right edge, where a label on its right would be cut)."""
+        side = (1, 0.5) if left else (0, 0.5)
+        opts = {"position": position, "color": pen.color(), "anchors": [side, side],
                 "rotateAxis": None}
         line = pg.InfiniteLine(pos=x, angle=90, pen=pen, label=text, labelOpts=opts)
         if getattr(line, "label", None) is not None:

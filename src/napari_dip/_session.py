@@ -77,6 +77,7 @@ class RunSession:
     state: RunState = RunState.IDLE
     gen: Generator | None = None  # what the worker runs (napari_dip._runner.run_steps)
     preview: Any = None  # the preview layer, once shown
+    previews_over: bool = False  # the run ended: no preview layer any more
     canvas: np.ndarray | None = None  # a stack's or tiled image's preview so far
     last_step: Any = None  # the engine's last Step
     cancel: threading.Event = field(default_factory=threading.Event)  # set: stop the run
@@ -167,15 +168,28 @@ class RunSession:
         return data if self.plane is None else data[(np.newaxis,) * len(self.plane)]
 
     def show_preview(self, viewer, data: np.ndarray) -> None:
+        """Show ``data`` in the preview layer (added the first time). Once the preview was
+        removed for good (:meth:`remove_preview`), nothing: a late update, or one whose
+        layer was added while napari handled the run's end (its progress bar processes Qt
+        events), must not leave a preview behind."""
+        if self.previews_over:
+            return
         layer = self.preview
         if layer is not None and layer in viewer.layers:
             layer.data = data
             return
-        self.preview = viewer.add_image(data, name=self.preview_name, **self.look,
-                                        **self.geometry.layer_kwargs())
+        layer = viewer.add_image(data, name=self.preview_name, **self.look,
+                                 **self.geometry.layer_kwargs())
+        if self.previews_over:  # the run ended while the layer was being added
+            if layer in viewer.layers:
+                viewer.layers.remove(layer)
+            return
+        self.preview = layer
 
     def remove_preview(self, layers) -> None:
-        """Take the preview layer out and give the selection back (the preview took it)."""
+        """Take the preview layer out and give the selection back (the preview took it);
+        no preview is shown after this."""
+        self.previews_over = True
         if self.preview is None:
             return
         layer, self.preview = self.preview, None

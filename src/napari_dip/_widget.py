@@ -345,7 +345,6 @@ class DIPWidget(Container, LayerPickers, CompareToggle, _ParametersOut):
         self.progress.native.setFormat("%p %")
         stops_early = bool(session.kwargs.get("early_stop", True))
         self._run_panel.set_status(format_progress(step, stops_early))
-        session.update_activity(value, maximum, step)
         self.plot.add_points(update.iterations, update.losses, update.variances,
                              threshold=step.threshold, kept=step.kept,
                              part_starts=update.part_starts)
@@ -357,6 +356,9 @@ class DIPWidget(Container, LayerPickers, CompareToggle, _ParametersOut):
                 start = time.perf_counter()
                 session.show_preview(self._viewer, preview)
                 session.throttle.spent(time.perf_counter() - start)
+        # last: napari's progress bar processes Qt events, so the run's end may be handled
+        # inside this call (the session's show_preview is safe against that too)
+        session.update_activity(value, maximum, step)
 
     def _remove_preview(self) -> None:
         if self._session is not None:
