@@ -65,6 +65,13 @@ _DOC_ARGS = """
         per-task settings).
     seed:
         Seeds network weights, input and perturbations; CPU runs repeat bit for bit.
+    ensemble:
+        Number of fits to average, 1 (default) to 64 (``method="dip"``, 2-D planes and
+        tiles; not ``mode="volume"``). K > 1 runs K fits with seeds ``seed``, ``seed + 1``,
+        ... as one batched network (grouped convolutions; member k starts as the single run
+        with seed + k would), returns their mean as ``result.image`` and their per-pixel
+        standard deviation as ``result.uncertainty``; early stopping watches the mean.
+        Costs about K times the memory.
     device:
         ``"auto"`` (CUDA, then Apple MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or
         ``"mps"``. A device this machine lacks raises ValueError listing those it has.

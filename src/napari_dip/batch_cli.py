@@ -91,7 +91,7 @@ _AS_OPTION = {
     "kernel": ("kernel", lambda v: v),
     **{name: (name, lambda v: v) for name in (
         "task", "method", "preset", "iterations", "seed", "device", "noise", "factor",
-        "denoiser", "axes", "mode", "overlap", "channel_axis")},
+        "denoiser", "axes", "mode", "overlap", "channel_axis", "ensemble")},
 }
 
 

@@ -49,7 +49,12 @@ def _parser() -> argparse.ArgumentParser:
                    ".nii/.nii.gz or .fits); default: <input>_restored.tif (.fits for a FITS "
                    "input, with its header), or napari-dip-sample.png with --sample")
     r.add_argument("--overwrite", action="store_true",
-                   help="replace OUTPUT if it exists (only once the new file is complete)")
+                   help="replace OUTPUT (and the --uncertainty file) if it exists (only once "
+                        "the new file is complete)")
+    r.add_argument("--uncertainty", metavar="PATH",
+                   help="with --ensemble K (K >= 2): also write the per-pixel standard "
+                        "deviation of the K fits, in the input's units (best as .tif), "
+                        "checked and written like OUTPUT")
     r.add_argument("--sample", nargs="?", const="camera", metavar="NAME",
                    help="restore a bundled sample instead of a file: camera (default), cell, "
                         "mri, hubble, inpainting or sky")
@@ -120,6 +125,9 @@ def add_restore_options(r: argparse.ArgumentParser) -> None:
                         "sigma; 'auto' reads it from the dark background")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--ensemble", type=int, default=None, metavar="K",
+                   help="average K fits (seeds SEED..SEED+K-1, run as one batched network; "
+                        "1 to 64, default 1); K >= 2 gives --uncertainty its map")
     r.add_argument("--noise", choices=NOISE_MODELS, default=None,
                    help="noise model (default gaussian; poisson for photon counts, "
                         "rician for magnitude MRI)")
@@ -424,6 +432,8 @@ def _task_arguments(args, kwargs: dict) -> None:
         raise ValueError("--denoiser and --denoiser-sigma apply to --method deepred only")
     kwargs.update(method=args.method, preset=args.preset, early_stop=not args.no_early_stop,
                   device=args.device, seed=args.seed)
+    if args.ensemble is not None:
+        kwargs["ensemble"] = args.ensemble
     if args.noise_sigma is not None:
         kwargs["noise_sigma"] = _noise_sigma_argument(args.noise_sigma)
 
@@ -486,6 +496,8 @@ def _summary(output: Path, result, image, truth) -> dict:
     for key in ("axes", "mode", "planes", "tile", "tiles"):
         if result.parameters.get(key) is not None:
             summary[key] = result.parameters[key]
+    if result.parameters.get("ensemble", 1) > 1:
+        summary["ensemble"] = result.parameters["ensemble"]
     if truth is not None and truth.shape == result.image.shape:
         data_range = float(truth.max() - truth.min())
         summary["psnr_input"] = round(_psnr(image, truth, data_range), 2)
@@ -530,12 +542,42 @@ def _check_before_run(args, output: Path, image, kwargs: dict) -> tuple[float, f
     from .safe_write import check_output_path
 
     check_output_path(output, _input_files(args), args.overwrite)
+    spread = _uncertainty_path(args, output, kwargs)
     plan = build_plan(image, **kwargs)
     _warn_mask_polarity(args, kwargs)
     values = np.asarray(image)
     value_range = (float(values.min()), float(values.max()))
     check_output_format(output, plan.output_shape, plan.input_dtype, value_range)
+    if spread is not None:  # the same shape, and written in the same type, as OUTPUT
+        check_output_format(spread, plan.output_shape, plan.input_dtype, value_range)
     return value_range
+
+
+def _uncertainty_path(args, output: Path, kwargs: dict) -> Path | None:
+    """--uncertainty PATH, checked like OUTPUT (and never OUTPUT itself); it needs an
+    ensemble of at least two fits."""
+    if getattr(args, "uncertainty", None) is None:
+        return None
+    from .safe_write import check_output_path, same_file
+
+    ensemble = kwargs.get("ensemble", 1)
+    if ensemble < 2:
+        raise ValueError("--uncertainty writes the spread of an ensemble's fits, which "
+                         f"needs --ensemble K with K >= 2 (got {ensemble}); add --ensemble 4")
+    spread = Path(args.uncertainty)
+    if same_file(spread, output):
+        raise ValueError(f"--uncertainty {spread} is the output file too; give it a name of "
+                         "its own, e.g. --uncertainty "
+                         f"{output.with_name(output.stem + '_uncertainty.tif')}")
+    try:
+        check_output_path(spread, _input_files(args), args.overwrite)
+    except ValueError as error:  # its messages name -o; this is --uncertainty
+        message = str(error).replace("another -o", "another --uncertainty") \
+            .replace("e.g. -o ", "e.g. --uncertainty ")
+        if message.startswith("the output "):
+            message = "the --uncertainty file " + message[len("the output "):]
+        raise ValueError(message) from None
+    return spread
 
 
 def _restore_command(args) -> int:
@@ -555,10 +597,19 @@ def _restore_command(args) -> int:
         torch.set_num_threads(args.threads)
     result = _run(image, kwargs, args.quiet)
     axes = kwargs.get("axes")
-    write_image(output, result.image, str(np.asarray(image).dtype), result.parameters,
-                source=source, axes=axes.upper() if axes else None, input_range=value_range,
-                overwrite=args.overwrite)
-    print(json.dumps(_summary(output, result, image, truth)))
+    written = {output: (result.image, result.parameters)}
+    if args.uncertainty is not None:  # its record says what it holds
+        written[Path(args.uncertainty)] = (result.uncertainty, {
+            **result.parameters, "content": "uncertainty: the per-pixel standard deviation "
+            "of the ensemble's fits, in the input's units"})
+    for path, (values, parameters) in written.items():
+        write_image(path, values, str(np.asarray(image).dtype), parameters,
+                    source=source, axes=axes.upper() if axes else None,
+                    input_range=value_range, overwrite=args.overwrite)
+    summary = _summary(output, result, image, truth)
+    if args.uncertainty is not None:
+        summary["uncertainty"] = args.uncertainty
+    print(json.dumps(summary))
     return 0
 
 

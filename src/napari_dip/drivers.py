@@ -25,7 +25,7 @@ from .cancel import raise_if_cancelled
 from .devices import resolve_device
 from .pipeline import build_solver
 from .plan import Plan
-from .problem import to_output
+from .problem import to_outputs
 from .records import Result, Step
 from .sizing import plan_tiles
 from .stacks import WARM_FRACTION
@@ -103,13 +103,13 @@ def run_part(solver, stop_loss: float | None, relabel) -> Generator[Step, None, 
             recent.append(step.loss)
             if stop_loss is not None and len(recent) == LOSS_WINDOW \
                     and float(np.mean(recent)) <= stop_loss:
-                image = to_output(solver.estimate(), solver.problem, solver.request)
+                image, spread = to_outputs(solver.members(), solver.problem, solver.request)
                 step = replace(step, preview=image)
                 yield relabel(step)
                 run = len(solver.history["loss"])  # on accelerators a few steps may be ahead
                 return Result(image=image, iterations=run, stopped_at=run,
                               history=solver.history, parameters=solver.parameters(),
-                              elapsed=step.elapsed)
+                              elapsed=step.elapsed, uncertainty=spread)
             yield relabel(step)
     finally:
         steps.close()
@@ -226,7 +226,8 @@ class _PartRunner:
         self._add_history(result, p, t)
         if self.parameters is None:
             self.parameters = dict(result.parameters)
-        self.stitcher.put(index, box, result.image)  # (C, *spatial): parts run channels first
+        # (C, *spatial): parts run channels first
+        self.stitcher.put(index, box, result.image, result.uncertainty)
 
     def _add_history(self, result: Result, p: int, t: int) -> None:
         n = len(result.history.get("loss", []))
@@ -243,7 +244,7 @@ class _PartRunner:
         if parameters is None:  # every part was constant or had no holes
             parameters = {"task": t.task, "method": t.method, "preset": t.preset,
                           "iterations": plan.cold_iterations, "early_stop": t.early_stop,
-                          "seed": t.seed, "noise": t.noise}
+                          "seed": t.seed, "noise": t.noise, "ensemble": t.ensemble}
         parameters.update(plan.settings())
         parameters.update(input_shape=list(plan.input_shape), input_dtype=plan.input_dtype,
                           channel_axis=None, iterations=plan.cold_iterations)
@@ -253,7 +254,7 @@ class _PartRunner:
         return Result(image=self.stitcher.image, iterations=self.schedule.done,
                       stopped_at=self.schedule.kept, history=self.history,
                       parameters=parameters, elapsed=time.perf_counter() - self.start,
-                      parts=self.records)
+                      parts=self.records, uncertainty=self.stitcher.uncertainty)
 
 
 def run_parts(plan: Plan, device, cancel=None) -> Generator[Step, None, Result]:

@@ -7,6 +7,8 @@ architecture, without building anything), then
 
 (4-byte floats; a training step keeps the activations for the backward pass and needs
 gradients of a similar size; parameters come with their gradients and Adam's two moments).
+An ensemble of K members (one network K times as wide, grouped) has K times the
+activations, parameters, inputs and kept estimates; the measurement is shared.
 ``ACTIVATION_FACTOR`` = 2 was calibrated on the CPU against the peak resident memory of
 three training steps (measured 1.4-2.7x, the higher values on small images where fixed
 costs dominate), so the estimate errs on the high side.
@@ -56,17 +58,20 @@ def activation_count(config, in_channels: int, out_channels: int, shape: tuple[i
 
 
 def estimate_bytes(config, in_channels: int, out_channels: int, shape: tuple[int, ...],
-                   z_strides: tuple[int, ...] | None = None, measurement_values: int = 0) -> int:
+                   z_strides: tuple[int, ...] | None = None, measurement_values: int = 0,
+                   members: int = 1) -> int:
     """Bytes a DIP run of the network ``config`` needs on an estimate of spatial ``shape``
     (padded: (H, W), or (D, H, W) with ``z_strides``). ``measurement_values`` counts the
-    values of y, the mask and the like."""
+    values of y, the mask and the like; ``members``: an ensemble's fits in one network."""
     pixels = math.prod(shape)
-    activations = activation_count(config, in_channels, out_channels, shape, z_strides)
-    params = parameter_count(config, in_channels, out_channels, len(shape))
-    # z, the averaged estimate, the early-stopping copy and the last output, plus the data
-    data = 4 * (pixels * (in_channels + 3 * out_channels) + measurement_values)
-    return int(ACTIVATION_FACTOR * 4 * (activations + pixels * in_channels) + 16 * params
-               + data + OVERHEAD)
+    activations = members * activation_count(config, in_channels, out_channels, shape,
+                                             z_strides)
+    params = members * parameter_count(config, in_channels, out_channels, len(shape))
+    # z, the averaged estimate, the early-stopping copy and the last output (each member's),
+    # plus the data
+    data = 4 * (members * pixels * (in_channels + 3 * out_channels) + measurement_values)
+    return int(ACTIVATION_FACTOR * 4 * (activations + members * pixels * in_channels)
+               + 16 * params + data + OVERHEAD)
 
 
 def parameter_count(config, in_channels: int, out_channels: int, dims: int = 2) -> int:

@@ -41,7 +41,8 @@ class Method:
     name it. ``stops_at_noise_level``: ``noise_sigma`` applies (the discrepancy principle);
     methods whose runs do not overfit (DeepRED) stop by ES-WMV. ``keeps_minimum_variance``:
     ES-WMV returns the estimate at the variance minimum rather than at the stop.
-    ``volume``: it runs ``mode="volume"``."""
+    ``volume``: it runs ``mode="volume"``. ``ensemble``: it runs ``ensemble`` > 1 (several
+    fits in one batched network, averaged)."""
 
     name: str
     label: str
@@ -52,6 +53,7 @@ class Method:
     stops_at_noise_level: bool = True
     keeps_minimum_variance: bool = True
     volume: bool = False
+    ensemble: bool = False
 
     def runs(self, task: Task) -> bool:
         return self.all_tasks or self.name in task.method_defaults
@@ -138,7 +140,7 @@ def _denoise_every(value, task):
 
 METHODS: dict[str, Method] = {
     "dip": Method("dip", "DIP", "Deep Image Prior", "napari_dip.solvers.dip:DIPSolver",
-                  all_tasks=True, volume=True),
+                  all_tasks=True, volume=True, ensemble=True),
     "deepred": Method(
         "deepred", "DeepRED", "DeepRED (DIP + denoiser)",
         "napari_dip.solvers.deepred:DeepREDSolver",

@@ -49,6 +49,9 @@ class Request:
     #: Deblurring: "valid" (the estimate extends beyond the measurement by the kernel's
     #: half-width) or "circular"; None for the other tasks.
     boundary: str | None = None
+    #: Fits averaged (DIP): members of one batched network with seeds seed, seed + 1, ...;
+    #: above 1 the result carries their per-pixel standard deviation as ``uncertainty``.
+    ensemble: int = 1
 
     def margin(self, spatial_dims: int) -> tuple[int, ...]:
         """Pixels the estimate extends beyond the measurement on each side, per spatial
@@ -137,6 +140,7 @@ class Plan:
             "warm_stop": ("first part's loss" if self.adaptive else "iterations")
             if self.warm_iterations is not None else None,
             "planes": len(self.planes), "tiles": self.parts_per_plane,
+            "ensemble": self.template.ensemble,
         }
 
     def plane_range(self, index: tuple[int, ...]) -> tuple[float, float]:

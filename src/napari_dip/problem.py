@@ -16,7 +16,7 @@ from .tasks import TASKS, OperatorInputs, get_noise_model
 
 #: Re-exported: the padding rules (``architecture``) and the hole measure (``presets``).
 __all__ = ["Problem", "Scaling", "build_problem", "largest_hole_radius", "padded_length",
-           "padded_size", "to_output"]
+           "padded_size", "to_output", "to_outputs", "to_spread"]
 
 
 @dataclass(frozen=True)
@@ -150,16 +150,49 @@ def to_output(estimate: torch.Tensor, problem: Problem, request: Request) -> np.
 
     For inpainting the known pixels keep their measured values; only the holes are filled.
     """
-    x = estimate.detach()[0][(slice(None), *problem.crop)].float().cpu().numpy()
+    x = _cropped(estimate[:1], problem)[0]
+    if problem.known is not None:
+        x = np.where(problem.known, request.image, x)
+    return _in_layout(x, request)
+
+
+def _cropped(estimates: torch.Tensor, problem: Problem) -> np.ndarray:
+    """Padded normalised estimates (N, C, ...) -> float64 (N, C, ...) cropped to the image
+    and in the input's range (finite: a non-finite value raises FloatingPointError)."""
+    x = estimates.detach()[(slice(None), slice(None), *problem.crop)].float().cpu().numpy()
     if not np.isfinite(x).all():  # clipping would keep a NaN: never hand one out
         raise FloatingPointError(
             f"the estimate has {int(np.count_nonzero(~np.isfinite(x)))} NaN or infinite "
             "value(s); lower the learning rate or check the input for extreme values")
-    x = problem.scaling.inverse(x.astype(np.float64))
-    if problem.known is not None:
-        x = np.where(problem.known, request.image, x)
+    return problem.scaling.inverse(x.astype(np.float64))
+
+
+def _in_layout(x: np.ndarray, request: Request) -> np.ndarray:
+    """(C, ...) -> float32 in the request's layout (its channel axis, or none)."""
     if request.channel_axis is None:
         x = x[0]
     else:
         x = np.moveaxis(x, 0, request.channel_axis)
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def to_spread(members: torch.Tensor, problem: Problem, request: Request) -> np.ndarray:
+    """An ensemble's padded normalised member estimates (K, C, ...), K >= 2 -> their
+    per-pixel sample standard deviation (ddof=1) in the input's units and layout, float32,
+    the shape of :func:`to_output`'s result. Each member is mapped to the input's range
+    first (as its own result would be); inpainting's known pixels keep the members' spread
+    (the result holds the measurement there)."""
+    if members.shape[0] < 2:
+        raise ValueError("a spread needs at least two members")
+    return _in_layout(_cropped(members, problem).std(axis=0, ddof=1), request)
+
+
+def to_outputs(members: torch.Tensor, problem: Problem, request: Request
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+    """(image, uncertainty) of a run's kept estimate: for one member (N = 1) its
+    :func:`to_output` and None; for an ensemble (K, C, ...) the members' mean and
+    :func:`to_spread`."""
+    if members.shape[0] == 1:
+        return to_output(members, problem, request), None
+    return (to_output(members.mean(dim=0, keepdim=True), problem, request),
+            to_spread(members, problem, request))

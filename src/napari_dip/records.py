@@ -147,6 +147,15 @@ class Result:
         the previous part's weights) and
         ``skipped`` (why no optimisation ran, e.g. ``"constant"``, or None). Empty for a
         single image.
+    uncertainty:
+        Ensembles (``ensemble=K``, K > 1): the per-pixel standard deviation of the K
+        members' estimates (sample standard deviation, ddof=1), in the input's units (the
+        same units as ``image``: data scaled by 1000 gives an uncertainty 1000 times as
+        large) and axis order, float32, the shape of ``image``. ``image`` is the members'
+        mean, so its own standard error is about ``uncertainty / sqrt(K)``. Inpainting's
+        known pixels keep the members' spread although ``image`` holds the measurement
+        there; parts of a stack or tiled image that needed no run (constant, no holes) are
+        0; tiles are blended with the image's weights. None for a single fit (K = 1).
     """
 
     image: np.ndarray
@@ -156,3 +165,4 @@ class Result:
     parameters: dict[str, Any]
     elapsed: float
     parts: list[dict[str, Any]] = field(default_factory=list)
+    uncertainty: np.ndarray | None = None

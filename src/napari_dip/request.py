@@ -50,6 +50,8 @@ SR_FACTORS = TASKS["super_resolution"].factors
 #: Largest seed: torch takes seeds up to 2**64 - 1, numpy's SeedSequence any size; the
 #: run's records keep it as a signed 64-bit integer.
 MAX_SEED = 2**63 - 1
+#: Most fits an ensemble averages (``ensemble=``).
+MAX_ENSEMBLE = 64
 #: Fewest distinct float32 values the result must be able to take across the image's range
 #: (the result is float32): below this, the data must be offset or scaled first.
 MIN_LEVELS = 256
@@ -226,6 +228,31 @@ def check_numbers(iterations, preview_every, early_stop, seed):
             or not 0 <= seed <= MAX_SEED:
         raise ValueError(f"seed must be a non-negative integer up to 2**63 - 1, got {seed!r}")
     return iterations, preview_every, patience, int(seed)
+
+
+def check_ensemble(ensemble, method: Method, volume: bool) -> int:
+    """``ensemble`` (the number of fits averaged) checked: an integer from 1 to
+    MAX_ENSEMBLE, above 1 only for methods that run ensembles and for 2-D parts."""
+    if isinstance(ensemble, bool) or not isinstance(ensemble, numbers.Integral) \
+            or not 1 <= ensemble <= MAX_ENSEMBLE:
+        raise ValueError(
+            f"ensemble must be the number of fits to average, a whole number from 1 to "
+            f"{MAX_ENSEMBLE} (e.g. ensemble=4: four fits, with their per-pixel standard "
+            f"deviation as result.uncertainty; 1, the default, is a single fit), got "
+            f"{ensemble!r}")
+    ensemble = int(ensemble)
+    if ensemble > 1 and not method.ensemble:
+        runs = " or ".join(f"method={m.name!r}" for m in METHODS.values() if m.ensemble)
+        raise ValueError(
+            f"ensemble={ensemble} runs with {runs} only: method={method.name!r} keeps "
+            f"per-run state (DeepRED's ADMM variables and denoiser calls); use "
+            f"{runs} with ensemble={ensemble}, or method={method.name!r} with ensemble=1")
+    if ensemble > 1 and volume:
+        raise ValueError(
+            f"ensemble={ensemble} restores 2-D planes; mode='volume' runs one 3-D network: "
+            f"use mode='slices' (each plane restored by an ensemble of {ensemble}) or "
+            "ensemble=1 for the volume")
+    return ensemble
 
 
 def check_noise_sigma(noise_sigma, *, task: str, method: str, noise: str, early_stop,
@@ -564,7 +591,8 @@ def build_plan(image, task: str = "denoise", method: str = "dip", *, axes: str |
                factor: int | None = None, kernel=None, boundary=None, flash=None,
                iterations: int | None = None, early_stop=True, preset: str = "fast",
                seed: int = 0, device: str = "auto", noise: str = "gaussian",
-               noise_sigma="auto", preview_every: int | None = None, **options) -> Plan:
+               noise_sigma="auto", preview_every: int | None = None, ensemble: int = 1,
+               **options) -> Plan:
     """Validate a run (see :func:`napari_dip.restore` for the arguments); raises ValueError.
 
     Everything a run would refuse is refused here, torch-free and before any copy of the
@@ -587,6 +615,7 @@ def build_plan(image, task: str = "denoise", method: str = "dip", *, axes: str |
     warm = check_warm_start(warm_start)
     spacing = check_spacing(spacing)
     _check_mode(layout, the_task, the_method, tile, raw.shape)
+    ensemble = check_ensemble(plain(ensemble), the_method, layout.volume)
 
     arr = _engine_order(raw, layout)  # a view: nothing copied
     nan_holes = _is_nan_mask(mask)
@@ -618,7 +647,7 @@ def build_plan(image, task: str = "denoise", method: str = "dip", *, axes: str |
         preview_every=preview_every, input_shape=(), input_dtype=str(raw.dtype),
         options=options, z_factor=factor if volume else 1,
         spacing=spacing if volume else None, noise_sigma=noise_sigma, boundary=boundary,
-    )
+        ensemble=ensemble)
     cold = iterations or get_preset(preset, task, factor=factor).iterations
     warm_iterations = None if warm is False else cold if warm is True else int(warm)
     out_shape = list(raw.shape)

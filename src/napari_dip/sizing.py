@@ -31,7 +31,7 @@ def part_bytes(template: Request, spatial: tuple[int, ...], channels: int,
                guide_channels: int = 0) -> int:
     """Estimated bytes to restore one part of input size ``spatial`` ((H, W) or (D, H, W))
     with ``channels`` channels under ``template``'s settings (the larger of the presets it
-    may use)."""
+    may use; an ensemble's members all counted)."""
     f, fz = template.factor, template.z_factor
     factors = size_factors(len(spatial), f, fz)
     measured = channels * math.prod(spatial) * (3 if TASKS[template.task].needs("mask") else 2)
@@ -42,7 +42,7 @@ def part_bytes(template: Request, spatial: tuple[int, ...], channels: int,
         shape = tuple(n * k for n, k in zip(padded, factors, strict=True))
         in_channels = preset.network_input_channels(channels, guide_channels, len(spatial))
         need = max(need, memory.estimate_bytes(preset.network, in_channels, channels, shape,
-                                               strides, measured))
+                                               strides, measured, template.ensemble))
     return need
 
 
@@ -69,11 +69,24 @@ TILE_ADVICE = ("split it into tiles with tile='auto' (the largest that fits) or 
                "tile=512, or use a device with more memory")
 
 
+def _with(template: Request) -> str:
+    """How a memory message names the run's settings: the preset (and the ensemble)."""
+    k = template.ensemble
+    return f"the {template.preset!r} preset" + (f" and an ensemble of {k}" if k > 1 else "")
+
+
+def _advice(template: Request, advice: str) -> str:
+    """An oversized ensemble can also be made smaller."""
+    if template.ensemble == 1:
+        return advice
+    return f"{advice}, or average fewer fits (a smaller ensemble=)"
+
+
 def check_request_memory(request: Request, device) -> None:
     """The memory check of a single image: suggests tiling when it does not fit."""
     spatial = "x".join(map(str, request.spatial_shape))
     check_memory(request_bytes(request), device,
-                 f"a {spatial} image with the {request.preset!r} preset", TILE_ADVICE)
+                 f"a {spatial} image with {_with(request)}", _advice(request, TILE_ADVICE))
 
 
 def _auto_tile(plan: Plan, need, device) -> int | None:
@@ -89,8 +102,8 @@ def _auto_tile(plan: Plan, need, device) -> int | None:
     if side is None:
         raise ValueError(
             f"not even a {MIN_TILE}x{MIN_TILE} tile fits the {gib(free)} free on "
-            f"{device} with the {t.preset!r} preset; free some memory or use the "
-            "'fast' preset")
+            f"{device} with {_with(t)}; free some memory or use the 'fast' preset"
+            + (" or a smaller ensemble=" if t.ensemble > 1 else ""))
     return side
 
 
@@ -109,7 +122,7 @@ def plan_tiles(plan: Plan, device) -> Plan:
     if plan.layout.volume:
         set_tiles(plan, None)
         check_memory(need(spatial), device,
-                     f"a {'x'.join(map(str, spatial))} volume with the {t.preset!r} preset",
+                     f"a {'x'.join(map(str, spatial))} volume with {_with(t)}",
                      "restore it plane by plane (mode='slices'), crop it, or use a device "
                      "with more memory")
         return plan
@@ -117,11 +130,12 @@ def plan_tiles(plan: Plan, device) -> Plan:
     set_tiles(plan, _auto_tile(plan, need, device) if plan.tile == "auto" else plan.tile)
     if plan.boxes is None:
         what = "image" if plan.single else "plane"
-        check_memory(need((h, w)), device, f"a {h}x{w} {what} with the {t.preset!r} preset",
-                     TILE_ADVICE)
+        check_memory(need((h, w)), device, f"a {h}x{w} {what} with {_with(t)}",
+                     _advice(t, TILE_ADVICE))
     else:
         side = plan.tile
         check_memory(need((min(side, h), min(side, w))), device,
-                     f"{side}x{side} tiles with the {t.preset!r} preset",
-                     "use smaller tiles (tile='auto' picks the largest that fits)")
+                     f"{side}x{side} tiles with {_with(t)}",
+                     _advice(t, "use smaller tiles (tile='auto' picks the largest that "
+                                "fits)"))
     return plan

@@ -5,6 +5,16 @@ term, update the exponential average, the backtracking checkpoint and the early-
 rule (the discrepancy principle where the noise level is known or estimated, else ES-WMV),
 and yield a :class:`~napari_dip.records.Step`. Subclasses (DeepRED)
 add terms to the objective and updates after the step through two hooks.
+
+Ensembles (``Request.ensemble`` = K > 1, DIP only): K fits in one batched network
+(:func:`napari_dip.networks.combine_members`). Member k starts from the weights, input and
+perturbation generator of a single run with seed + k, and Adam minimises the sum of the
+members' data terms, so each member's gradient, and with Adam's elementwise updates its
+whole trajectory, is what it would be alone (to float rounding). The estimate is the
+members' mean; the loss a step reports and the stopping rules see is the mean output's
+data term (ES-WMV: the mean output's variance), so the run stops on what it returns; the
+result's ``uncertainty`` is the members' per-pixel standard deviation
+(:func:`napari_dip.problem.to_outputs`).
 """
 
 from __future__ import annotations
@@ -21,10 +31,10 @@ import torch
 from ..cancel import join_leftovers, raise_if_cancelled
 from ..likelihoods import make_likelihood
 from ..methods import METHODS, Method, noise_level_applies
-from ..networks import make_network
+from ..networks import combine_members, make_network
 from ..plan import Request
 from ..presets import Preset
-from ..problem import Problem, to_output
+from ..problem import Problem, to_output, to_outputs
 from ..records import Result, Step
 from ..stabilisers import (
     Backtracking,
@@ -49,6 +59,49 @@ def make_input(preset: Preset, problem: Problem, generator: torch.Generator) -> 
         return torch.stack(grids[::-1])[None]  # x, y (, z) coordinates
     z = torch.rand((n, preset.input_channels, *spatial), generator=generator, device=device)
     return z * 0.1
+
+
+def build_members(request: Request, preset: Preset, problem: Problem, device: torch.device
+                  ) -> tuple[torch.nn.Module, torch.Tensor, list[torch.Generator]]:
+    """(network, its input z, one random generator per member) of a run: member k's weights,
+    input and generator are those of a single run with seed + k (``request.ensemble``
+    members; one member is the single run). Weights are drawn from torch's global RNG, in
+    a fork, so the caller's state is untouched."""
+    fork_devices = [device.index or 0] if device.type == "cuda" else []
+    networks, inputs, generators = [], [], []
+    for k in range(request.ensemble):
+        generator = torch.Generator(device=device)
+        generator.manual_seed(request.seed + k)
+        with torch.random.fork_rng(devices=fork_devices):
+            torch.manual_seed(request.seed + k)
+            z = make_input(preset, problem, generator)
+            # 2-D skip network, or the 3-D one for a volume (problem.z_strides set)
+            networks.append(make_network(z.shape[1], problem.channels, preset.network,
+                                         problem.z_strides).to(device))
+        inputs.append(z)
+        generators.append(generator)
+    z = inputs[0] if len(inputs) == 1 else torch.cat(inputs, dim=1)
+    return combine_members(networks), z, generators
+
+
+def perturbation(z: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+    """Fresh N(0, 1) noise of z's shape, each member's channels from its own generator."""
+    if len(generators) == 1:
+        return torch.randn(z.shape, generator=generators[0], device=z.device)
+    n, c, *spatial = z.shape
+    shape = (n, c // len(generators), *spatial)
+    return torch.cat([torch.randn(shape, generator=g, device=z.device) for g in generators],
+                     dim=1)
+
+
+def mean_member(out: torch.Tensor, loss: torch.Tensor, data_term) -> tuple:
+    """(output, loss) the stopping rules see: an ensemble's mean output and its data term;
+    a single run's own."""
+    if out.shape[0] == 1:
+        return out, loss
+    mean = out.mean(dim=0, keepdim=True)
+    with torch.no_grad():
+        return mean, data_term(mean)
 
 
 #: Networks whose finest scale has at most this many channels run channels-last.
@@ -78,16 +131,9 @@ class DIPSolver:
             request.noise, None if self.likelihood_sigma is None
             else self.likelihood_sigma / problem.scaling.scale)
 
-        self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(request.seed)
-        # Weights are drawn from torch's global RNG; fork it so the caller's state is untouched.
-        fork_devices = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=fork_devices):
-            torch.manual_seed(request.seed)
-            z = make_input(preset, problem, self.generator)
-            # 2-D skip network, or the 3-D one for a volume (problem.z_strides set)
-            self.net = make_network(z.shape[1], problem.channels, preset.network,
-                                    problem.z_strides).to(device)
+        self.ensemble = request.ensemble
+        self.net, z, self.generators = build_members(request, preset, problem, device)
+        self.generator = self.generators[0]
         if problem.z_strides is None and preset.network.channels_down[0] <= CHANNELS_LAST_MAX:
             # Narrow 2-D networks (the fast presets) ran 8-14 % faster channels-last at 128²
             # on two of the four CPUs measured and up to 25 % slower on another; the paper's
@@ -199,16 +245,21 @@ class DIPSolver:
         return self.likelihood(self.problem.operator(out), self.problem.y)
 
     def objective(self, out: torch.Tensor) -> torch.Tensor:
-        """What Adam minimises this step (DeepRED adds its proximity term)."""
-        return self.data_term(out)
+        """What Adam minimises (DeepRED adds a proximity term); ensembles: members' sum."""
+        return self.data_term(out) * self.ensemble if self.ensemble > 1 else self.data_term(out)
 
     def after_step(self, out: torch.Tensor, iteration: int) -> dict[str, float]:
         """Updates after the network step (DeepRED's x- and u-updates); returns extras."""
         return {}
 
     def estimate(self) -> torch.Tensor:
-        """Current estimate of the clean image (padded, normalised)."""
-        return self.average.value
+        """Current estimate of the clean image (padded, normalised): an ensemble's mean."""
+        value = self.average.value
+        return value if self.ensemble == 1 else value.mean(dim=0, keepdim=True)
+
+    def members(self) -> torch.Tensor:
+        """The members' current estimates, (K, C, ...); a single run's estimate."""
+        return self.estimate() if self.ensemble == 1 else self.average.value
 
     def finished(self) -> None:
         """The loop ran to its end (not cancelled, no error); called before :meth:`close`."""
@@ -241,7 +292,7 @@ class DIPSolver:
         z = self.z
         sigma_p = self.preset.input_noise
         if sigma_p > 0:
-            z = z + sigma_p * torch.randn(z.shape, generator=self.generator, device=z.device)
+            z = z + sigma_p * perturbation(z, self.generators)
         out = self.net(z)
         loss = self.objective(out)
         loss.backward()
@@ -254,7 +305,8 @@ class DIPSolver:
             extras["backtracked"] = 1.0
         self.average.update(out)
         extras.update(self.after_step(out, iteration))
-        variance = self.stopping.observe(iteration, out, self.estimate(), loss)
+        out, loss = mean_member(out, loss, self.data_term)
+        variance = self.stopping.observe(iteration, out, self.members(), loss)
         return iteration, loss.detach(), extras, variance
 
     def _loop(self) -> Generator[Step, None, Result]:
@@ -281,17 +333,19 @@ class DIPSolver:
                 break
 
         elapsed = time.perf_counter() - start
-        final, stopped_at = self.estimate(), iteration
+        final, stopped_at = self.members(), iteration
         kept = self.stopping.kept() if self.method.keeps_minimum_variance else None
         if kept is not None:
             final, stopped_at = kept
+        image, uncertainty = to_outputs(final, self.problem, self.request)
         return Result(
-            image=to_output(final, self.problem, self.request),
+            image=image,
             iterations=iteration,
             stopped_at=int(stopped_at),
             history=self.history,
             parameters=self.parameters(),
             elapsed=elapsed,
+            uncertainty=uncertainty,
         )
 
     def _flush(self, pending) -> list[Step]:
@@ -326,6 +380,7 @@ class DIPSolver:
         params: dict[str, Any] = {
             "task": r.task, "method": self.name, "preset": self.preset.name,
             "iterations": self.iterations, "early_stop": r.early_stop, "seed": r.seed,
+            "ensemble": self.ensemble,
             "device": str(self.device), "noise": r.noise, "channel_axis": r.channel_axis,
             "factor": r.factor if self.task.needs("factor") else None,
             "kernel": r.kernel_name,
