@@ -224,3 +224,28 @@ def test_runs_show_in_napari_activity_and_name_layers_short(make_napari_viewer, 
     description = viewer.layers[-1].metadata[METADATA_KEY]["description"]
     assert description.startswith("noisy restored with DIP denoise (gaussian noise model")
     assert "reached the limit (20 iterations)" in widget.status.value
+
+
+def test_an_ensemble_adds_its_uncertainty_and_compare_shows_it(make_napari_viewer, qtbot,
+                                                               errors):
+    viewer = make_napari_viewer()
+    noisy, _ = _noisy(size=32)
+    viewer.add_image(noisy * 1000, name="noisy")  # the uncertainty is in the input's units
+    widget = open_widget(viewer, iterations=8)
+    widget.ensemble.value = 3
+    result, record = run_for_layer(qtbot, widget, "noisy \u00b7 DIP denoise", errors)
+    assert record["parameters"]["ensemble"] == 3
+    spread = viewer.layers["noisy \u00b7 DIP denoise \u00b7 uncertainty"]
+    assert record["uncertainty_layer"] == spread.name
+    assert spread.data.shape == result.data.shape == noisy.shape
+    assert spread.data.dtype == np.float32 and not spread.visible
+    assert np.all(spread.data >= 0) and 1 < float(spread.data.mean()) < 1000
+    assert spread.metadata[METADATA_KEY]["holds"].startswith("the ensemble's per-pixel")
+    assert viewer.layers.selection.active.name == result.name  # not the hidden map
+    compared = ["noisy", "noisy \u00b7 DIP denoise", "noisy \u00b7 DIP denoise \u00b7 uncertainty"]
+    for selected in (result, spread):  # the map's own record names its result
+        viewer.layers.selection.active = selected
+        widget.compare.value = True
+        assert [layer.name for layer in viewer.layers if layer.visible] == compared
+        widget.compare.value = False
+        assert not spread.visible and viewer.layers["noisy"].visible

@@ -126,8 +126,9 @@ class CompareToggle:
         layers = self._viewer.layers
         active = layers.selection.active
         if active is not None and METADATA_KEY in getattr(active, "metadata", {}):
-            result = active
             record = active.metadata[METADATA_KEY]
+            # an uncertainty map names its result
+            result = self._layer(record.get("result_layer")) or active
         elif self._result_layers and self._result_layers[0] in layers:
             result = self._result_layers[0]
             record = result.metadata.get(METADATA_KEY, {})

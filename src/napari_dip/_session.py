@@ -235,8 +235,10 @@ class RunSession:
             self.added.append(viewer.add_image(
                 self.as_layer(uncertainty), name=record["uncertainty_layer"],
                 colormap="viridis", visible=False,
-                metadata={METADATA_KEY: {**record, "history": {}, "holds": holds}},
+                metadata={METADATA_KEY: {**record, "history": {}, "holds": holds,
+                                         "result_layer": self.name}},
                 **self.geometry.layer_kwargs()))
+            viewer.layers.selection.active = layer  # the result, not the hidden map
         return record
 
     def done_text(self, result) -> str:
