@@ -10,7 +10,7 @@ from napari_dip import cli, presets
 from napari_dip.likelihoods import GaussianLikelihood, PoissonLikelihood, make_likelihood
 from napari_dip.methods import METHODS, noise_level_applies
 from napari_dip.operators import Blur, Blur3D, Downsample, DownsampleZ, Identity, Mask
-from napari_dip.stabilisers import Discrepancy, EarlyStopping, NoStopping
+from napari_dip.stabilisers import Discrepancy, EarlyStopping, NoStopping, RicianDiscrepancy
 from napari_dip.tasks import TASKS, OperatorInputs
 
 
@@ -104,7 +104,8 @@ def test_likelihoods():
 def test_stopping_rules_share_one_interface():
     out = torch.zeros(1, 1, 4, 4)
     loss = torch.tensor(0.1)
-    for rule in (NoStopping(), Discrepancy(0.5, window=2), EarlyStopping(window=2, patience=1)):
+    for rule in (NoStopping(), Discrepancy(0.5, window=2), EarlyStopping(window=2, patience=1),
+                 RicianDiscrepancy(out + 0.5, 0.1, window=2)):
         for i in range(1, 6):
             rule.observe(i, out + i, out, loss)
         assert isinstance(rule.should_stop(5), bool)
