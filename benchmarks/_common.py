@@ -26,21 +26,38 @@ def ssim(estimate, truth, data_range: float = 1.0) -> float:
                                        channel_axis=channel_axis))
 
 
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
+    name = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return name
+
+
+def machine() -> str:
     import os
 
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
+    import torch
+
+    return (f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} "
             f"({torch.get_num_threads()} threads), {datetime.date.today().isoformat()}")
+
+
+def noisy_cameraman(size: int, sigma: float = 25 / 255, seed: int = 0
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(noisy, clean) float32 in [0, 1]: the cameraman's centre ``size`` x ``size`` crop and
+    it with Gaussian noise of standard deviation ``sigma`` (seeded)."""
+    from skimage import data
+
+    half = size // 2
+    clean = data.camera()[256 - half:256 + half, 256 - half:256 + half].astype(np.float32)
+    clean /= 255
+    noise = np.random.default_rng(seed).normal(0, sigma, clean.shape).astype(np.float32)
+    return clean + noise, clean
 
 
 def markdown_table(rows: list[dict], columns: list[str]) -> str:

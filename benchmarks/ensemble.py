@@ -32,20 +32,9 @@ import os
 import time
 
 import numpy as np
-from _common import RESULTS, machine, markdown_table, psnr
+from _common import RESULTS, machine, markdown_table, noisy_cameraman, psnr
 
 SIGMA = 25 / 255
-
-
-def cameraman(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(noisy, clean): the centre crop of the cameraman, sigma 25/255 (seeded)."""
-    from skimage import data
-
-    half = size // 2
-    clean = data.camera()[256 - half:256 + half, 256 - half:256 + half].astype(np.float32)
-    clean /= 255
-    noisy = clean + np.random.default_rng(0).normal(0, SIGMA, clean.shape).astype(np.float32)
-    return noisy, clean
 
 
 def seconds_per_step(size: int, k: int, steps: int, device: str, warm: int = 5) -> float:
@@ -55,7 +44,7 @@ def seconds_per_step(size: int, k: int, steps: int, device: str, warm: int = 5) 
     from napari_dip.pipeline import build_solver
     from napari_dip.request import build_request
 
-    noisy, _ = cameraman(size)
+    noisy, _ = noisy_cameraman(size, SIGMA)
     solver = build_solver(build_request(noisy, iterations=warm + steps, early_stop=False,
                                         ensemble=k, device=device))
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
@@ -91,7 +80,7 @@ def equal_steps(size: int, iterations: int, device: str) -> tuple[list[dict], fl
     from napari_dip.problem import to_output
     from napari_dip.request import build_request
 
-    noisy, clean = cameraman(size)
+    noisy, clean = noisy_cameraman(size, SIGMA)
     solver = build_solver(build_request(noisy, iterations=iterations, early_stop=False,
                                         ensemble=4, device=device))
     rows, start = [], time.perf_counter()
@@ -122,7 +111,7 @@ def defaults(size: int, iterations: int | None, device: str) -> list[dict]:
     """ensemble=4 and single runs with seeds 0..3 with the default early stopping."""
     from napari_dip import restore
 
-    noisy, clean = cameraman(size)
+    noisy, clean = noisy_cameraman(size, SIGMA)
     rows = []
     for k, seed in [(4, 0), (1, 0), (1, 1), (1, 2), (1, 3)]:
         start = time.perf_counter()

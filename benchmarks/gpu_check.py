@@ -25,34 +25,16 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import platform
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from _common import RESULTS, cpu_name, markdown_table, noisy_cameraman, psnr
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SIGMA = 25 / 255
 #: Largest |PSNR(device) - PSNR(CPU)| accepted, dB.
 AGREEMENT_DB = 0.3
 NO_CUDA = "no CUDA device; run with --device cpu to check the script"
-
-
-def cameraman(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(noisy, clean): the cameraman's centre crop with seeded noise of sigma 25/255."""
-    from skimage import data
-
-    half = size // 2
-    clean = data.camera()[256 - half:256 + half, 256 - half:256 + half].astype(np.float32)
-    clean /= 255
-    noisy = clean + np.random.default_rng(0).normal(0, SIGMA, clean.shape).astype(np.float32)
-    return noisy, clean
-
-
-def psnr(estimate, truth) -> float:
-    mse = np.mean((np.asarray(estimate, np.float64) - np.asarray(truth, np.float64)) ** 2)
-    return float(10 * np.log10(1 / mse))
 
 
 def _solver(noisy, device: str, iterations: int, preset: str = "fast", ensemble: int = 1,
@@ -132,7 +114,7 @@ def _speeds(device, cfg) -> list[dict]:
     rows = []
     for preset in ("fast", "paper"):
         for size in cfg["sizes"]:
-            noisy, _ = cameraman(size)
+            noisy, _ = noisy_cameraman(size)
             try:
                 ms = ms_per_step(noisy, device, cfg["warm"], cfg["measured"], preset=preset)
                 rows.append({"check": "ms/step", "setting": f"{preset} preset, {size}²",
@@ -141,7 +123,7 @@ def _speeds(device, cfg) -> list[dict]:
                 rows.append({"check": "ms/step", "setting": f"{preset} preset, {size}²",
                              "note": _failure(error)})
             print(rows[-1], flush=True)
-    noisy, _ = cameraman(cfg["ensemble_size"])
+    noisy, _ = noisy_cameraman(cfg["ensemble_size"])
     single = None
     for k in (1, 4, 16):
         setting = f"ensemble={k}, fast, {cfg['ensemble_size']}²"
@@ -180,31 +162,16 @@ def _autocast(noisy, clean, device, cfg, fp32: float) -> list[dict]:
 def machine(device: str) -> str:
     import torch
 
-    if device.startswith("cuda"):
-        name = torch.cuda.get_device_name(torch.device(device))
-    else:
-        name = platform.processor() or platform.machine()
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
+    name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") \
+        else cpu_name()
     return (f"{name}; torch {torch.__version__} ({torch.get_num_threads()} CPU threads); "
             f"{datetime.date.today().isoformat()}")
 
 
 def table(rows: list[dict]) -> str:
     columns = ["check", "setting", "ms/step", "PSNR (dB)", "difference", "note"]
-
-    def cell(value):
-        return f"{value:.2f}" if isinstance(value, float) else "" if value is None \
-            else str(value)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
+    return markdown_table([{k: v for k, v in r.items() if v is not None} for r in rows],
+                          columns)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.iterations is not None:
         cfg["iterations"] = args.iterations
     start = time.time()
-    noisy, clean = cameraman(cfg["psnr_size"])
+    noisy, clean = noisy_cameraman(cfg["psnr_size"])
     rows, fp32, ok = _agreement(noisy, clean, args.device, cfg)
     for row in rows:
         print(row, flush=True)

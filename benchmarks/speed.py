@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 import torch
-from _common import RESULTS, follow, machine, markdown_table, psnr
+from _common import RESULTS, follow, machine, markdown_table, noisy_cameraman, psnr
 
 TIMING_STEPS = 12  # after 3 warm-up steps
 
@@ -116,14 +116,11 @@ def time_to_quality(size: int, device: str, presets=("fast", "paper"), limits=No
     patience longer than the run (so it never stops: the curve is the run *without* early
     stopping); where default early stopping would have stopped, and what it would have kept,
     is read from the run's variance series (the trajectory does not depend on stopping)."""
-    from skimage import data
 
     from napari_dip import iterate
     from napari_dip.stabilisers import default_patience
 
-    clean = data.camera()[256 - size // 2: 256 + size // 2,
-                           256 - size // 2: 256 + size // 2].astype(np.float32) / 255
-    noisy = clean + np.random.default_rng(0).normal(0, 25 / 255, clean.shape).astype(np.float32)
+    noisy, clean = noisy_cameraman(size)
     curves = []
     for preset in presets:
         from napari_dip.presets import get_preset
