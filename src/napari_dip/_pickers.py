@@ -133,8 +133,6 @@ class LayerPickers:
         layer = self._layer(self.reference.value)
         if layer is None:
             return None
-        from ._settings import layer_data
-
         data = layer_data(layer)
         expected = session.canvas_from.blank().shape
         if session.plane is not None:  # only the current plane: compare that plane

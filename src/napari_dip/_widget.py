@@ -305,8 +305,6 @@ class DIPWidget(Container, LayerPickers, CompareToggle, _ParametersOut):
         layer = self._layer(self.image.value)
         shape = None
         if layer is not None:
-            from ._settings import layer_data
-
             shape = layer_data(layer).shape[:-1] if layer.rgb else layer_data(layer).shape
         message = for_widget(describe_error(exc), Context(shape))
         if self._alive():
