@@ -8,7 +8,7 @@ Run from the repository root; on a headless machine::
 
 Cases: ``mri`` (docs/screenshot.png), ``hubble`` (docs/screenshot-hubble.png), ``sky``
 (docs/screenshot-sky.png) and ``stack`` (docs/screenshot-stack.png: four noisy planes of
-scikit-image's brain MRI, restored plane by plane with warm start). ``all`` makes the four.
+napari-dip's synthetic fluorescence volume, restored plane by plane with warm start). ``all`` makes the four.
 
 The restoration uses the widget's defaults untouched (fast preset, early stopping, device
 auto), apart from what a sample's hints select.
@@ -30,13 +30,13 @@ OUTPUTS = {"mri": HERE / "screenshot.png", "hubble": HERE / "screenshot-hubble.p
            "sky": HERE / "screenshot-sky.png", "stack": HERE / "screenshot-stack.png"}
 
 
-def _brain_stack(planes: int = 4, size: int = 96, sigma: float = 0.08, seed: int = 0):
-    """Noisy planes of scikit-image's bundled brain MRI (and the clean ones), in [0, 1]."""
-    from skimage import data
-    from skimage.transform import resize
+def _fluorescence_stack(planes: int = 4, size: int = 96, sigma: float = 0.08, seed: int = 0):
+    """Noisy planes of a synthetic fluorescence volume (filaments and blobs, made by
+    :func:`napari_dip.samples.fluorescence`, nothing to download) and the clean ones, in
+    [0, 1]."""
+    from napari_dip import samples
 
-    brain = data.brain()[2:2 + planes].astype(np.float32)
-    clean = np.stack([resize(p, (size, size), anti_aliasing=True) for p in brain])
+    clean = samples.fluorescence((planes, size, size), peak=1.0, ramp=0.0, seed=seed)
     clean = (clean - clean.min()) / (clean.max() - clean.min())
     noisy = clean + np.random.default_rng(seed).normal(0, sigma, clean.shape)
     return noisy.astype(np.float32), clean.astype(np.float32)
@@ -54,10 +54,10 @@ def shoot(case: str, out: Path) -> None:
     viewer.window._qt_window.resize(1280, 800)
     _, widget = viewer.window.add_plugin_dock_widget("napari-dip", "Deep Image Prior")
     if case == "stack":
-        noisy, clean = _brain_stack()
-        viewer.add_image(clean, name="brain \u00b7 truth", visible=False)
-        viewer.add_image(noisy, name="brain")
-        widget.reference.value = "brain \u00b7 truth"
+        noisy, clean = _fluorescence_stack()
+        viewer.add_image(clean, name="filaments \u00b7 truth", visible=False)
+        viewer.add_image(noisy, name="filaments")
+        widget.reference.value = "filaments \u00b7 truth"
     else:
         viewer.open_sample("napari-dip", case)
     app = QApplication.instance()

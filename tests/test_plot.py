@@ -13,6 +13,8 @@ import pytest
 pytest.importorskip("pytestqt")
 pytest.importorskip("pyqtgraph")
 
+from qtpy.QtGui import QFontMetrics  # noqa: E402
+
 from napari_dip._plot import ConvergencePlot  # noqa: E402
 
 pytestmark = pytest.mark.gui
@@ -37,7 +39,9 @@ def clock():
 def plot(qtbot, clock):
     widget = ConvergencePlot(clock=clock)
     qtbot.addWidget(widget.native)
+    widget.native.resize(400, 300)  # about the width it has in the dock
     widget.native.show()  # a hidden plot does not draw (see the last test)
+    qtbot.waitExposed(widget.native)
     return widget
 
 
@@ -200,3 +204,19 @@ def test_a_kept_label_near_the_right_edge_sits_left_of_its_line(plot):
         line = next(i for i in plot._rows["loss"].getPlotItem().items
                     if type(i).__name__ == "InfiniteLine" and float(i.value()) == kept)
         assert tuple(line.label.anchors[0]) == side, kept
+
+
+def test_part_labels_that_would_collide_are_left_off(plot):
+    """Planes that stop early start close together: a label goes only where it fits before
+    the next plane's line (or the plot's end); every start keeps its line."""
+    plot.add_points(np.arange(1, 1801), np.full(1800, 0.05),
+                    part_starts=[(1200, "plane 2"), (1590, "plane 3"), (1600, "plane 4")])
+    plot.flush()
+    marks = _marks(plot)
+    assert sorted(marks) == [1200.0, 1590.0, 1600.0]
+    assert marks[1200.0] == "plane 2"  # 390 steps of room
+    assert marks[1590.0] == ""  # 10 steps before plane 4's line: no room for its label
+    width = plot._rows["loss"].getPlotItem().getViewBox().width()
+    label_px = QFontMetrics(plot._font).horizontalAdvance("plane 4")
+    fits = (1800 - 1600) * width / 1800 >= label_px + 6
+    assert marks[1600.0] == ("plane 4" if fits else "")

@@ -91,6 +91,17 @@ def test_every_text_fits_at_1280x800(make_napari_viewer, qtbot, errors):
         in widget.status.value
     qtbot.wait(50)
     assert not _cut_texts(widget)
+    # the settings scroll; Run, the status and the plot stay in view of a 1280x800 window,
+    # which keeps its size
+    window = viewer.window._qt_window
+    assert window.height() <= 800, f"the widget made the window {window.height()} px high"
+    scroll = widget._scroll
+    assert scroll.verticalScrollBar().maximum() > 0  # more settings than the dock shows
+    for control in (widget.iterations, widget.reference):
+        assert scroll.isAncestorOf(control.native)
+    for shown_whole in (widget.run_button.native, widget.status.native, widget.plot.native):
+        assert not scroll.isAncestorOf(shown_whole)
+        assert shown_whole.visibleRegion().boundingRect().size() == shown_whole.size()
     # a long error wraps to several lines and is shown whole
     widget._report_error(ValueError("mask has shape (40, 40) but the image is 48x48 pixels "
                                     "(Y, X); pass a 2-D mask of the same Y, X shape"))

@@ -34,7 +34,7 @@ import numpy as np
 import pyqtgraph as pg
 from magicgui.widgets import Container
 from qtpy.QtCore import QEvent, QObject, Qt
-from qtpy.QtGui import QFont
+from qtpy.QtGui import QFont, QFontMetrics
 from qtpy.QtWidgets import QLabel, QSizePolicy
 
 from ._runner import PreviewThrottle
@@ -414,17 +414,17 @@ class ConvergencePlot(Container):
 
     def _draw_marks(self) -> None:
         """The vertical lines: part starts, and the kept iteration (only when changed)."""
-        marks = (tuple(self.part_starts), self.kept_candidate, self.kept_line)
+        parts = self._part_labels()
+        marks = (tuple(parts), self.kept_candidate, self.kept_line)
         if marks == self._drawn_marks:
             return
         self._drawn_marks = marks
         for row, line in self._marks:  # through the PlotItem, which lists its items too
             row.getPlotItem().removeItem(line)
         self._marks = []
-        labelled = len(self.part_starts) <= MAX_PART_LABELS
-        for x, label in self.part_starts:
+        for x, label in parts:
             for name, row in self._rows.items():
-                text = label if labelled and name == "loss" else None
+                text = label if name == "loss" else None
                 self._add_mark(row, x, pg.mkPen(PART_COLOR, width=1), text, 0.95)
         kept = self.kept_line if self.kept_line is not None else self.kept_candidate
         if kept is not None:
@@ -437,6 +437,21 @@ class ConvergencePlot(Container):
                         else f"candidate {kept:.0f}"
                 self._add_mark(row, kept, pen, text, 0.5,
                                left=kept > 0.6 * max(self.last_iteration, 1))
+
+    def _part_labels(self) -> list[tuple[float, str | None]]:
+        """The part starts with the labels that fit: a label is left off where it would run
+        into the next start's line or past the plot's right edge (then only its line shows)."""
+        if len(self.part_starts) > MAX_PART_LABELS:
+            return [(x, None) for x, _ in self.part_starts]
+        width = self._rows["loss"].getPlotItem().getViewBox().width()
+        per_pixel = max(self.last_iteration, 1) / max(width, 1.0)
+        metrics = QFontMetrics(self._font)
+        ends = [x for x, _ in self.part_starts[1:]] + [max(self.last_iteration, 1)]
+        parts = []
+        for (x, label), end in zip(self.part_starts, ends, strict=False):
+            room = (end - x) / per_pixel
+            parts.append((x, label if metrics.horizontalAdvance(label) + 6 <= room else None))
+        return parts
 
     def _add_mark(self, row, x, pen, text, position, left: bool = False) -> None:
         """A vertical line at ``x``, its label to the right (``left``: to the left, for a

@@ -21,7 +21,8 @@ from magicgui.widgets import Container
 from napari.qt.threading import thread_worker
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QEvent, QObject
+from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtWidgets import QFrame, QScrollArea
 
 from ._compare import CompareToggle, CompareView
 from ._layers import METADATA_KEY, parameters_json
@@ -128,6 +129,25 @@ class _ParametersOut:
         return path
 
 
+class _ControlsScroll(QScrollArea):
+    """The controls in a vertical scroll area, so that the widget fits a short screen (a
+    1280x800 laptop) while the run panel and the plot below it stay in view. It asks for
+    the height of all its controls (Qt's scroll area asks for at most 24 lines) and gives
+    way when the dock is shorter. napari docks a magicgui container's inner widget, so the
+    container's own ``scrollable`` would be lost."""
+
+    def __init__(self, content):
+        super().__init__()
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setWidget(content)
+
+    def sizeHint(self):  # noqa: N802 - Qt's name
+        hint = self.widget().sizeHint()
+        return hint.grownBy(self.contentsMargins()) if hasattr(hint, "grownBy") else hint
+
+
 class DIPWidget(Container, LayerPickers, CompareToggle, _ParametersOut):
     """Restore an Image layer with Deep Image Prior or DeepRED.
 
@@ -194,9 +214,14 @@ class DIPWidget(Container, LayerPickers, CompareToggle, _ParametersOut):
 
         #: The live convergence plot (data term, noise level, variance, PSNR).
         self.plot = ConvergencePlot()
-        self.extend([*self._panels, run, self.plot])
+        self._body = body = Container(labels=False)  # the settings, which scroll
+        body.extend(self._panels)
         align_labels([*self._panels, run])
-        self.native.setMinimumWidth(320)
+        self._scroll = _ControlsScroll(body.native)
+        self.extend([run, self.plot])  # Run, progress, status and plot stay in view
+        self.native.layout().insertWidget(0, self._scroll)
+        bar = self._scroll.verticalScrollBar().sizeHint().width()
+        self.native.setMinimumWidth(max(320, body.native.minimumSizeHint().width() + bar))
 
     def _connect(self) -> None:
         for name in _VISIBILITY_CONTROLS:
