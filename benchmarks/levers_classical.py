@@ -75,8 +75,8 @@ def prefit_rows() -> list[dict]:
             previews = []
             start = time.perf_counter()
             result = follow(iterate(counts, noise="poisson", device="cpu", preview_every=25),
-                            lambda s: s.preview is not None
-                            and previews.append(psnr(s.preview, clean, peak)))
+                            lambda s, seen=previews: s.preview is not None
+                            and seen.append(psnr(s.preview, clean, peak)))
             rows.append({"lever": "pre-fit", "image": "cell (Poisson, peak 30)",
                          "setting": f"DIP Poisson NLL, pre-fit {steps} steps",
                          "psnr": psnr(result.image, clean, peak),

@@ -8,7 +8,8 @@ Run from the repository root; on a headless machine::
 
 Cases: ``mri`` (docs/screenshot.png), ``hubble`` (docs/screenshot-hubble.png), ``sky``
 (docs/screenshot-sky.png) and ``stack`` (docs/screenshot-stack.png: four noisy planes of
-napari-dip's synthetic fluorescence volume, restored plane by plane with warm start). ``all`` makes the four.
+napari-dip's synthetic fluorescence volume, restored plane by plane with warm start).
+``all`` makes the four.
 
 The restoration uses the widget's defaults untouched (fast preset, early stopping, device
 auto), apart from what a sample's hints select.
