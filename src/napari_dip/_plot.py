@@ -175,6 +175,20 @@ class _ShowFilter(QObject):
         return False
 
 
+def fitting_labels(starts: Sequence[tuple[float, str]], last: float, width: float,
+                   advance) -> list[tuple[float, str | None]]:
+    """The part starts (iteration, label) with the labels that fit a plot ``width`` pixels
+    wide spanning iterations up to ``last``: a label ``advance(label)`` pixels wide is left
+    off where it would run into the next start's line or past the right edge (then only
+    its line shows), and all are left off beyond :data:`MAX_PART_LABELS` parts."""
+    if len(starts) > MAX_PART_LABELS:
+        return [(x, None) for x, _ in starts]
+    per_pixel = last / max(width, 1.0)
+    ends = [x for x, _ in starts[1:]] + [last]
+    return [(x, label if advance(label) + 6 <= (end - x) / per_pixel else None)
+            for (x, label), end in zip(starts, ends, strict=False)]
+
+
 class ConvergencePlot(Container):
     """The live convergence plot (see the module's docstring); a magicgui Container.
 
@@ -439,19 +453,9 @@ class ConvergencePlot(Container):
                                left=kept > 0.6 * max(self.last_iteration, 1))
 
     def _part_labels(self) -> list[tuple[float, str | None]]:
-        """The part starts with the labels that fit: a label is left off where it would run
-        into the next start's line or past the plot's right edge (then only its line shows)."""
-        if len(self.part_starts) > MAX_PART_LABELS:
-            return [(x, None) for x, _ in self.part_starts]
         width = self._rows["loss"].getPlotItem().getViewBox().width()
-        per_pixel = max(self.last_iteration, 1) / max(width, 1.0)
-        metrics = QFontMetrics(self._font)
-        ends = [x for x, _ in self.part_starts[1:]] + [max(self.last_iteration, 1)]
-        parts = []
-        for (x, label), end in zip(self.part_starts, ends, strict=False):
-            room = (end - x) / per_pixel
-            parts.append((x, label if metrics.horizontalAdvance(label) + 6 <= room else None))
-        return parts
+        return fitting_labels(self.part_starts, max(self.last_iteration, 1), width,
+                              QFontMetrics(self._font).horizontalAdvance)
 
     def _add_mark(self, row, x, pen, text, position, left: bool = False) -> None:
         """A vertical line at ``x``, its label to the right (``left``: to the left, for a
