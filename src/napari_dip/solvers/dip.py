@@ -207,10 +207,10 @@ class DIPSolver:
         discrepancy principle stops at, or (None, False) to stop by ES-WMV.
 
         "auto" estimates it only for tasks whose measurement keeps its noise at the finest
-        scale (``Task.noise_estimable``: denoising): the wavelet estimate (Donoho and
-        Johnstone's median absolute deviation of the finest diagonal coefficients) is
-        reliable on a noisy image, but not on holes, low-resolution or blurred
-        measurements, whose fine scales hold little of the noise.
+        scale (``Task.noise_estimable``: denoising): the estimate
+        (:func:`~napari_dip.noise_levels.gaussian_sigma`, the smaller of a wavelet and a
+        patch-covariance estimate) is reliable on a noisy image, but not on holes,
+        low-resolution or blurred measurements, whose fine scales hold little of the noise.
         """
         r = self.request
         if not noise_level_applies(r.task, self.name, r.noise,
@@ -220,9 +220,9 @@ class DIPSolver:
             return float(r.noise_sigma), False
         if r.noise_sigma != "auto" or not self.task.noise_estimable:
             return None, False
-        from skimage.restoration import estimate_sigma
+        from ..noise_levels import gaussian_sigma
 
-        sigma = float(estimate_sigma(r.image, channel_axis=0, average_sigmas=True))
+        sigma = gaussian_sigma(r.image)
         return (sigma, True) if sigma > 0 else (None, False)
 
     def _likelihood_sigma(self) -> tuple[float | None, bool]:
