@@ -381,3 +381,37 @@ def test_early_stopping_ends_the_run_but_keeps_the_latest_estimate():
     assert result.iterations - (np.nanargmin(variance) + 1) == 40
     assert result.stopped_at == result.iterations
     np.testing.assert_array_equal(result.image, seen[-1].preview)
+
+
+def test_denoising_stops_at_the_noise_level_on_the_data_term_alone():
+    """Denoising with a noise level (given or estimated) stops by the discrepancy principle,
+    as DIP does; the loss it reports and compares is the data term, without the ADMM
+    proximity term (which would make the loss reach the noise variance later, or never)."""
+    from napari_dip.pipeline import build_solver
+    from napari_dip.request import build_request
+
+    clean = data.camera()[80:128, 200:248].astype(np.float32) / 255
+    noisy = clean + np.random.default_rng(0).normal(0, SIGMA, clean.shape).astype(np.float32)
+    solver = build_solver(build_request(noisy, "denoise", "deepred", denoiser="tv",
+                                        device="cpu"))
+    try:
+        assert solver.parameters()["stopping"] == "discrepancy"
+        assert solver.noise_sigma_estimated
+        steps = solver.run()
+        first = next(steps)
+        out = solver.net(solver.z).detach()  # close to the step's output (no perturbation)
+        proximity = float(solver.mu * torch.mean((out - (solver.x - solver.u)) ** 2))
+        assert proximity > 0
+        with torch.no_grad():
+            fit = float(solver.data_term(out))
+        assert first.loss == pytest.approx(fit, rel=0.2)  # not fit + proximity
+        steps.close()
+    finally:
+        solver.close()
+    result = restore(noisy, "denoise", "deepred", denoiser="tv", noise_sigma=SIGMA,
+                     iterations=1500, device="cpu")
+    assert result.parameters["stopping"] == "discrepancy"
+    assert result.stopped_at < 1500
+    threshold = (SIGMA / float(noisy.max() - noisy.min())) ** 2
+    assert np.mean(result.history["loss"][-20:]) <= threshold
+    assert np.mean(result.history["loss"][-40:-20]) > threshold * 0.9

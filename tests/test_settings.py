@@ -112,7 +112,7 @@ def test_deepred_options():
     kwargs, _, _ = _args(settings)
     assert kwargs["method"] == "deepred" and kwargs["denoiser"] == "nlm"
     assert "denoiser_sigma" not in kwargs  # the task's default
-    assert "noise_sigma" not in kwargs  # DeepRED does not stop at the noise level
+    assert kwargs["noise_sigma"] == "auto"  # DeepRED stops at the noise level, as DIP
     kwargs, _, _ = _args(replace(settings, sigma_mode="auto", denoiser="bm3d"))
     assert kwargs["denoiser_sigma"] == "auto" and kwargs["denoiser"] == "bm3d"
     kwargs, _, _ = _args(replace(settings, sigma_mode="fixed", denoiser_sigma=0.05,
@@ -128,9 +128,11 @@ def test_noise_level_mapping():
     fixed = replace(settings, noise_level="fixed", noise_sigma=12.5)
     assert _args(fixed)[0]["noise_sigma"] == pytest.approx(12.5)
     assert _args(replace(settings, noise_level="none"))[0]["noise_sigma"] is None
-    for change in ({"noise": "poisson"}, {"early_stop": False}, {"method": "deepred"},
+    for change in ({"noise": "poisson"}, {"early_stop": False},
                    {"task": "flash_no_flash", "flash": "img"}):
         assert "noise_sigma" not in _args(replace(fixed, **change))[0], change
+    deepred = _args(replace(fixed, method="deepred"))[0]  # it stops at the noise level too
+    assert deepred["noise_sigma"] == pytest.approx(12.5)
     for task in ("inpaint", "super_resolution", "deblur"):
         layers = {"img": _layer(_image()), "m": _layer(np.ones((16, 16), int))}
         kwargs = restore_arguments(replace(fixed, task=task, mask="m"), layers)[0]

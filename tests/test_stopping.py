@@ -82,7 +82,8 @@ def test_auto_estimates_the_noise_level_when_denoising(very_noisy64):
     dict(task="super_resolution", factor=2),  # auto: denoising only
     dict(noise_sigma=None),
     dict(early_stop=50),  # a patience asks for ES-WMV
-    dict(method="deepred", denoiser="tv"),
+    dict(method="deepred", denoiser="tv", noise_sigma=None),
+    dict(method="deepred", denoiser="tv", task="super_resolution", factor=2),
 ])
 def test_ES_WMV_where_no_noise_level_applies(very_noisy64, kwargs):
     noisy, _ = very_noisy64
@@ -104,7 +105,6 @@ def test_poisson_and_no_early_stop_use_no_noise_level(very_noisy64):
     (dict(noise_sigma=float("nan")), "positive number"),
     (dict(noise_sigma=25.0), "not smaller than the image's whole value range"),
     (dict(noise_sigma=0.1, noise="poisson"), "noise='poisson' has no standard deviation"),
-    (dict(noise_sigma=0.1, method="deepred"), "method='deepred' stops by ES-WMV"),
     (dict(noise_sigma=0.1, early_stop=False), "early_stop=False runs every iteration"),
     (dict(noise_sigma=0.1, early_stop=200), "sets ES-WMV's patience"),
     (dict(noise_sigma=0.1, task="flash_no_flash"), "task='flash_no_flash' has no noise"),

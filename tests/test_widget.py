@@ -133,13 +133,16 @@ def test_noise_level_options(make_napari_viewer):
     widget.noise_level.value = "fixed"
     # where no noise level applies the control hides and the engine's default goes
     for control, value in ((widget.noise, "poisson"), (widget.early_stop, False),
-                           (widget.task, "flash_no_flash"), (widget.method, "deepred")):
+                           (widget.task, "flash_no_flash")):
         before = control.value
         control.value = value
         assert not shown(widget.noise_level) and not shown(widget.noise_sigma)
         assert "noise_sigma" not in widget.restore_arguments()[0]
         control.value = before
         assert shown(widget.noise_sigma), control.label
+    widget.method.value = "deepred"  # DeepRED stops at the noise level too
+    assert shown(widget.noise_level) and shown(widget.noise_sigma)
+    assert widget.restore_arguments()[0]["noise_sigma"] == pytest.approx(0.1)
 
 
 # -- runs ----------------------------------------------------------------------------------

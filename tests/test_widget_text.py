@@ -33,8 +33,6 @@ ERRORS = [
     (dict(image=GOOD, task="flash_no_flash", flash=RNG.random((40, 40))),
      "Choose a flash image of the same size as the image (48\u00d748)."),
     (dict(image=GOOD, noise_sigma=50.0), "Give the noise \u03c3 in the image's own units"),
-    (dict(image=GOOD, method="deepred", noise_sigma=0.1),
-     "Choose \u201cunknown (ES-WMV)\u201d as the noise level"),
     (dict(image=np.stack([GOOD] * 3), axes="ZYX", mode="volume"),
      "Choose \u201c2-D per plane\u201d as the stack mode."),
     (dict(image=np.full((48, 48), 0.5, np.float32)),

@@ -39,6 +39,12 @@ x starts from the measurement (denoising, deblurring), its bicubic upsampling
 (super-resolution) or the measurement with each hole filled from its nearest known pixel
 (inpainting); u starts at 0.
 
+Stopping: as DIP's (:mod:`napari_dip.solvers.dip`): where the Gaussian noise level is known
+or estimated (denoising), the run stops once the mean data term of its last 20 steps falls
+to the noise variance; the loss a step reports is that data term, without the proximity
+term. Elsewhere ES-WMV, keeping the estimate at the stop (the variance minimum comes early,
+before the estimate is good).
+
 Records: every step's ``extras`` (and ``Result.history``) hold ``admm_residual``, the primal
 residual ||x - f|| after the x-step as a root mean square in normalised units, and with
 ``denoiser_sigma="auto"`` also ``denoiser_sigma``, the estimate behind the D(x) in use (NaN
@@ -161,7 +167,12 @@ class DeepREDSolver(DIPSolver):
     # -- hooks -------------------------------------------------------------------------------
     def objective(self, out: torch.Tensor) -> torch.Tensor:
         # theta-step (Mataev et al. 2019), as means (see the module docstring).
-        return self.data_term(out) + self.mu * torch.mean((out - (self.x - self.u)) ** 2)
+        self._fit = self.data_term(out)
+        return self._fit + self.mu * torch.mean((out - (self.x - self.u)) ** 2)
+
+    def fit_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        # the data term of this step's objective: what the noise level is compared with
+        return self._fit.detach()
 
     def after_step(self, out: torch.Tensor, iteration: int) -> dict[str, float]:
         if not self._started:  # first step: start on D(x0)

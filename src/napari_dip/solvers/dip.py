@@ -4,7 +4,8 @@ Per step: perturb the input z with fresh N(0, sigma_p^2) noise, one Adam step on
 term, update the exponential average, the backtracking checkpoint and the early-stopping
 rule (the discrepancy principle where the noise level is known or estimated, else ES-WMV),
 and yield a :class:`~napari_dip.records.Step`. Subclasses (DeepRED)
-add terms to the objective and updates after the step through two hooks.
+add terms to the objective and updates after the step through hooks; the loss a step
+reports, and the discrepancy rule compares with the noise variance, is the data term alone.
 
 Ensembles (``Request.ensemble`` = K > 1, DIP only): K fits in one batched network
 (:func:`napari_dip.networks.combine_members`). Member k starts from the weights, input and
@@ -265,6 +266,11 @@ class DIPSolver:
         """What Adam minimises (DeepRED adds a proximity term); ensembles: members' sum."""
         return self.data_term(out) * self.ensemble if self.ensemble > 1 else self.data_term(out)
 
+    def fit_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        """The loss a step reports and the stopping rules see, from :meth:`objective`'s
+        value: the data term alone (DeepRED leaves its proximity term out)."""
+        return loss
+
     def after_step(self, out: torch.Tensor, iteration: int) -> dict[str, float]:
         """Updates after the network step (DeepRED's x- and u-updates); returns extras."""
         return {}
@@ -322,7 +328,7 @@ class DIPSolver:
             extras["backtracked"] = 1.0
         self.average.update(out)
         extras.update(self.after_step(out, iteration))
-        out, loss = mean_member(out, loss, self.data_term)
+        out, loss = mean_member(out, self.fit_loss(loss), self.data_term)
         variance = self.stopping.observe(iteration, out, self.members(), loss)
         return iteration, loss.detach(), extras, variance
 
