@@ -118,8 +118,13 @@ def test_stopping_rules_share_one_interface():
     assert iteration == 2 and float(estimate.mean()) == 2.0
 
 
-def test_noise_level_rule_reads_the_registries():
+def test_noise_level_rule_reads_the_registries(monkeypatch):
+    from dataclasses import replace
+
     assert noise_level_applies("denoise", "dip", "gaussian", True)
+    assert noise_level_applies("denoise", "deepred", "gaussian", True)
+    monkeypatch.setitem(METHODS, "deepred", replace(METHODS["deepred"],
+                                                    stops_at_noise_level=False))
     assert not noise_level_applies("denoise", "deepred", "gaussian", True)
     assert not noise_level_applies("denoise", "dip", "poisson", True)
     assert not noise_level_applies("flash_no_flash", "dip", "gaussian", True)

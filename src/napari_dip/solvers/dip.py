@@ -120,8 +120,13 @@ def rician_stopping(solver) -> RicianDiscrepancy | None:
                               solver.likelihood_sigma / solver.problem.scaling.scale)
 
 
-#: Networks whose finest scale has at most this many channels run channels-last.
+#: Networks whose finest scale has at most this many channels run channels-last. Narrow
+#: 2-D networks (the fast presets) ran 8-14 % faster so at 128² on two of the four CPUs
+#: measured and up to 25 % slower on another; the paper's 128-channel network ran 10-20 %
+#: faster on one and 35-70 % slower on another (benchmarks/README.md), so it keeps the
+#: default layout. The numbers change only by rounding.
 CHANNELS_LAST_MAX = 32
+
 
 class DIPSolver:
     """Deep Image Prior. Build with a request, its problem and preset; run with :meth:`run`.
@@ -151,11 +156,6 @@ class DIPSolver:
         self.net, z, self.generators = build_members(request, preset, problem, device)
         self.generator = self.generators[0]
         if problem.z_strides is None and preset.network.channels_down[0] <= CHANNELS_LAST_MAX:
-            # Narrow 2-D networks (the fast presets) ran 8-14 % faster channels-last at 128²
-            # on two of the four CPUs measured and up to 25 % slower on another; the paper's
-            # 128-channel network ran 10-20 % faster on one and 35-70 % slower on another
-            # (benchmarks/README.md), so it keeps the default layout. The numbers change
-            # only by rounding.
             self.net = self.net.to(memory_format=torch.channels_last)
             z = z.contiguous(memory_format=torch.channels_last)
         self.z = z
