@@ -55,12 +55,12 @@ _DOC_ARGS = """
         estimate.
     noise_sigma:
         Standard deviation of Gaussian noise in the image's own units (8-bit data with
-        noise of 25 grey levels: 25). Given, DIP stops as soon as the mean squared residual
-        of its last 20 steps falls to the noise variance (the discrepancy principle) and
-        returns that estimate. ``"auto"`` (default): estimated from the image (the smaller
-        of a wavelet and a patch-covariance estimate,
-        :func:`napari_dip.noise_levels.gaussian_sigma`) when denoising with DIP, ES-WMV
-        for the other tasks, for DeepRED and for Poisson noise. None: always ES-WMV.
+        noise of 25 grey levels: 25). Given, DIP (and DeepRED) stops as soon as the mean
+        squared residual of its last 20 steps falls to the noise variance (the discrepancy
+        principle) and returns that estimate. ``"auto"`` (default): estimated from the
+        image (the smaller of a wavelet and a patch-covariance estimate,
+        :func:`napari_dip.noise_levels.gaussian_sigma`) when denoising, ES-WMV for the
+        other tasks and for Poisson noise. None: always ES-WMV.
     preset:
         ``"fast"`` (small network, laptop friendly, default) or ``"paper"`` (the DIP paper's
         per-task settings).
