@@ -41,6 +41,9 @@ def add_batch_options(b: argparse.ArgumentParser) -> None:
                         "here override them")
     b.add_argument("--overwrite", action="store_true",
                    help="replace existing outputs that the manifest does not record as done")
+    b.add_argument("--uncertainty", action="store_true",
+                   help="with --ensemble K (K >= 2): also write each result's per-pixel "
+                        "standard deviation of the K fits as OUTDIR/<name>_uncertainty.tif")
     b.add_argument("--workers", type=int, help="local cluster: worker processes (default: "
                    "one per --threads-per-worker cores); --cluster: worker processes in all")
     b.add_argument("--threads-per-worker", type=int, default=None, metavar="N",
@@ -184,7 +187,8 @@ def run_batch_command(args, kwargs: dict[str, Any]) -> int:
                        split_size=args.split_size, workers=args.workers,
                        threads_per_worker=threads, scheduler=args.scheduler,
                        cluster=args.cluster, cluster_options=options,
-                       progress=not args.quiet, protected=protected_files(args), **kwargs)
+                       progress=not args.quiet, protected=protected_files(args),
+                       uncertainty=args.uncertainty, **kwargs)
     except KeyboardInterrupt:
         print("napari-dip batch: stopped; the outputs written so far are complete and "
               "recorded: run the same command again to resume", file=sys.stderr)

@@ -96,6 +96,12 @@ class _Item:
     answers: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
+def uncertainty_path(output: Path) -> Path:
+    """Where ``uncertainty=True`` writes an output's ensemble spread: beside it, as
+    ``<name>_uncertainty.tif``."""
+    return output.with_name(f"{output.stem}_uncertainty.tif")
+
+
 def _prepare_folder(out_dir: Path) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"-o {out_dir} is a file; give a folder for the outputs")
@@ -149,6 +155,24 @@ def _failure(future) -> str:
     return "unknown failure"
 
 
+def _write_all(written: dict[Path, tuple[np.ndarray, dict]], answer: dict[str, Any],
+               value_range: tuple[float, float], overwrite: bool) -> None:
+    """Write each (values, parameters) to its path, atomically; if one fails, the files
+    this call wrote before it are removed again, so a file's outputs appear together."""
+    from .imageio import write_image
+
+    done: list[Path] = []
+    try:
+        for path, (values, parameters) in written.items():
+            write_image(path, values, answer["input_dtype"], parameters, axes=answer["axes"],
+                        input_range=value_range, overwrite=overwrite)
+            done.append(path)
+    except BaseException:
+        for path in done:
+            path.unlink(missing_ok=True)
+        raise
+
+
 class _Batch:
     """One batch run: planning against the manifest, the jobs, the outputs, the report."""
 
@@ -180,6 +204,9 @@ class _Batch:
                              error=f"cannot read {source}: {error.strerror or error}")
                 continue
             needed, reason = self.manifest.decide(source, output, self.params, stamp)
+            spread = uncertainty_path(output) if self.opt["uncertainty"] else None
+            if not needed and spread is not None and not spread.is_file():
+                needed, reason = True, "uncertainty file missing"
             if not needed:
                 last = self.manifest.latest(source) or {}
                 self._record(source, output, stamp, SKIPPED, iterations=last.get("iterations"),
@@ -189,8 +216,14 @@ class _Batch:
                 if output.exists() and _identities([output]) & keep:
                     raise ValueError(f"the output {output} is one of the inputs; choose "
                                      "another -o: napari-dip never writes onto its inputs")
-                check_output_path(output, {"INPUT": source},
-                                  self.opt["overwrite"] or self.manifest.owns(output))
+                owned = self.opt["overwrite"] or self.manifest.owns(output)
+                check_output_path(output, {"INPUT": source}, owned)
+                if spread is not None:
+                    if spread in outputs.values() or _identities([spread]) & keep:
+                        raise ValueError(f"its uncertainty file {spread} is another input's "
+                                         "output or an input; rename that input or restore "
+                                         "it in a separate batch (other -o)")
+                    check_output_path(spread, {"INPUT": source}, owned)
             except ValueError as error:
                 self._record(source, output, stamp, FAILED, error=str(error), reason=reason)
                 continue
@@ -199,12 +232,15 @@ class _Batch:
 
     # -- recording --------------------------------------------------------------------------
     def _record(self, source: Path, output: Path, stamp, status: str, *, error=None,
-                iterations=None, seconds=None, reason=None, notify=True) -> FileReport:
+                iterations=None, seconds=None, reason=None, notify=True,
+                uncertainty: Path | None = None) -> FileReport:
         """Append the file's manifest line and report it (``notify``: to the progress bar
         and ``on_result`` now; else the caller does, with :meth:`_notify`)."""
         line = {"input": str(source), **(stamp or {"size": None, "mtime_ns": None}),
                 "params": self.params, "output": str(output), "status": status,
                 "error": error, "iterations": iterations, "seconds": seconds}
+        if uncertainty is not None:
+            line["uncertainty"] = str(uncertainty)
         self.manifest.append(line)
         report = FileReport(source, output, status, iterations, seconds, error, reason)
         self.reports[source] = report
@@ -226,8 +262,6 @@ class _Batch:
 
     def _finish(self, item: _Item) -> None:
         """Write a file whose jobs all answered, and record it."""
-        from .imageio import write_image
-
         answers = [item.answers[k] for k in sorted(item.answers)]
         bad = next((a for a in answers if a["status"] != DONE), None)
         seconds = round(sum(a.get("seconds") or 0 for a in answers), 3)
@@ -248,10 +282,16 @@ class _Batch:
         high = max(a["input_range"][1] for a in answers)
         iterations = sum(a["iterations"] for a in answers)
         overwrite = self.opt["overwrite"] or self.manifest.owns(item.output)
-        with signals_deferred():  # an output and its manifest line together
+        written = {item.output: (image, parameters)}
+        if self.opt["uncertainty"]:  # written first: it goes again if the output fails
+            spread = first["uncertainty"] if len(answers) == 1 else \
+                np.concatenate([a["uncertainty"] for a in answers], axis=0)
+            written = {uncertainty_path(item.output): (spread, {
+                **parameters, "content": "uncertainty: the per-pixel standard deviation of "
+                "the ensemble's fits, in the input's units"}), **written}
+        with signals_deferred():  # the outputs and their manifest line together
             try:
-                write_image(item.output, image, first["input_dtype"], parameters,
-                            axes=first["axes"], input_range=(low, high), overwrite=overwrite)
+                _write_all(written, first, (low, high), overwrite)
             except ValueError as error:
                 report = self._record(item.source, item.output, item.stamp, FAILED,
                                       seconds=seconds, error=str(error), reason=item.reason,
@@ -259,7 +299,9 @@ class _Batch:
             else:
                 report = self._record(item.source, item.output, item.stamp, DONE,
                                       iterations=iterations, seconds=seconds,
-                                      reason=item.reason, notify=False)
+                                      reason=item.reason, notify=False,
+                                      uncertainty=next(iter(written)) if len(written) > 1
+                                      else None)
         self._notify(report)
 
     # -- jobs -------------------------------------------------------------------------------
@@ -385,7 +427,8 @@ def batch(inputs: str | Path | Iterable[str | Path], out_dir: str | Path, client
           scheduler: str | None = None, cluster: str | None = None,
           cluster_options: dict[str, Any] | None = None, retries: int = 2,
           progress: bool = True, on_result: Callable[[FileReport], None] | None = None,
-          protected: Iterable[str | Path] = (), **restore_kwargs) -> BatchReport:
+          protected: Iterable[str | Path] = (), uncertainty: bool = False,
+          **restore_kwargs) -> BatchReport:
     """Restore every file of ``inputs`` (files, folders, glob patterns) into ``out_dir`` with
     the same :func:`napari_dip.restore` arguments, on Dask distributed.
 
@@ -402,7 +445,9 @@ def batch(inputs: str | Path | Iterable[str | Path], out_dir: str | Path, client
     ``threads_per_worker`` cores). Each restoration uses ``threads_per_worker`` torch threads.
     ``split="planes"`` cuts each stack along its first axis (T, or Z restored plane by plane)
     into chunks of ``split_size`` planes (default: one per worker) restored on different
-    workers, each chunk warm-starting within itself. ``progress``: a bar on stderr;
+    workers, each chunk warm-starting within itself. ``uncertainty`` (with ``ensemble``
+    K >= 2): also write each result's per-pixel standard deviation over the K fits, in the
+    input's units, as ``out_dir/<name>_uncertainty.tif``. ``progress``: a bar on stderr;
     ``on_result(FileReport)`` is called as each file is recorded (an exception there stops
     the batch as Ctrl-C does). ``retries``: reruns of a job that ran out of memory.
 
@@ -417,6 +462,10 @@ def batch(inputs: str | Path | Iterable[str | Path], out_dir: str | Path, client
         raise ValueError(f"--split-size must be at least 1, got {split_size}")
     if not isinstance(threads_per_worker, int) or threads_per_worker < 1:
         raise ValueError(f"--threads-per-worker must be at least 1, got {threads_per_worker}")
+    if uncertainty and not (isinstance(restore_kwargs.get("ensemble"), int)
+                            and restore_kwargs["ensemble"] >= 2):
+        raise ValueError("--uncertainty writes the spread of an ensemble's fits, which "
+                         "takes several: add --ensemble K with K >= 2 (e.g. --ensemble 4)")
     out_dir = Path(out_dir).absolute()
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     _check_settings(restore_kwargs)
@@ -424,7 +473,10 @@ def batch(inputs: str | Path | Iterable[str | Path], out_dir: str | Path, client
     outputs = check_names(find_inputs(inputs, manifest.outputs_done()), out_dir)
     _prepare_folder(out_dir)
     settings = {**restore_kwargs, "split": split, "split_size": split_size}
+    if uncertainty:  # only then, so that earlier manifests' settings keep their hash
+        settings["uncertainty"] = True
     options = {"overwrite": overwrite, "split": split, "split_size": split_size,
+               "uncertainty": uncertainty,
                "workers": workers, "threads_per_worker": threads_per_worker,
                "retries": retries, "on_result": on_result, "protected": list(protected)}
     with manifest:

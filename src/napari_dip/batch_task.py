@@ -186,7 +186,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             return answer
     axes = kw.get("axes")
     answer.update(
-        status="done", image=result.image, parameters=result.parameters,
+        status="done", image=result.image, uncertainty=result.uncertainty,
+        parameters=result.parameters,
         iterations=int(result.iterations), seconds=round(time.perf_counter() - started, 3),
         axes=axes.upper() if axes else None, input_dtype=str(values.dtype),
         input_range=(float(values.min()), float(values.max())), threads=threads,

@@ -113,9 +113,11 @@ class Manifest:
         return self._latest.get(str(Path(source).absolute()))
 
     def outputs_done(self) -> set[str]:
-        """Absolute paths of the outputs that lines record as written (done or skipped)."""
-        return {str(Path(r["output"]).absolute()) for r in self.records
-                if r.get("status") in (DONE, SKIPPED) and r.get("output")}
+        """Absolute paths of the outputs that lines record as written (done or skipped),
+        uncertainty files included."""
+        return {str(Path(r[key]).absolute()) for r in self.records
+                if r.get("status") in (DONE, SKIPPED) for key in ("output", "uncertainty")
+                if r.get(key)}
 
     def decide(self, source: str | Path, output: str | Path, params: str,
                stamp: Mapping[str, int]) -> tuple[bool, str]:
