@@ -142,3 +142,19 @@ def test_an_output_that_fails_takes_its_spread_with_it(tmp_path, monkeypatch):
                              overwrite=False)
     assert calls == ["x_uncertainty.tif", "x.tif"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_split_stacks_join_their_spreads(client, tmp_path):
+    from napari_dip.imageio import read_image
+
+    _, b = _inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    report = batch(b, out, client=client, progress=False, uncertainty=True, split="planes",
+                   split_size=2, **RUN)
+    assert [f.status for f in report] == ["done"]
+    spread = tifffile.imread(out / "b_uncertainty.tif")
+    assert spread.shape == (3, 32, 32)
+    first = restore(read_image(b)[:2], axes="ZYX", **RUN).uncertainty  # the first chunk
+    assert np.allclose(spread[:2], first, atol=1e-6)
+    with tifffile.TiffFile(out / "b_uncertainty.tif") as tif:
+        assert json.loads(tif.pages[0].description)["split"]["planes"] == [[0, 2], [2, 3]]
