@@ -92,12 +92,12 @@ def test_sample_reports_psnr(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["restore"], "give an INPUT image file, or --sample"),
     (["restore", "missing.png"], "no such file"),
-    (["restore", "--sample", "--task", "super_resolution"], "needs factor"),
+    (["restore", "--sample", "--task", "super_resolution"], "needs --factor"),
     (["restore", "--sample", "--denoiser", "nlm"], "--method deepred only"),
     (["restore", "--sample", "--threads", "0"], "--threads must be at least 1"),
     (["restore", "--sample", "--noise-sigma", "lots"], "--noise-sigma takes a number"),
     (["restore", "--sample", "--noise-sigma", "0.1", "--no-early-stop"],
-     "early_stop=False runs every iteration"),
+     "--no-early-stop runs every iteration"),
     (["restore", "--sample", "--sample-of-nothing"], None),
 ])
 def test_errors_exit_with_code_2_and_a_message(argv, message, capsys):

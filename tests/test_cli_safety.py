@@ -599,7 +599,7 @@ BAD_COMMAND_LINES = [
     (["img.tif", "--noise-sigma", "-1"], "--noise-sigma takes a number"),
     (["img.tif", "--noise-sigma", "inf"], "--noise-sigma takes a number"),
     (["img.tif", "--tile", "big"], "--tile must be a number of pixels or 'auto'"),
-    (["img.tif", "--tile", "8"], "tile=8 is too small"),
+    (["img.tif", "--tile", "8"], "--tile 8 is too small"),
     (["img.tif", "--threads", "0"], "--threads must be at least 1, got 0"),
     (["img.tif", "--threads", "-2"], "--threads must be at least 1, got -2"),
     (["img.tif", "--threads", "two"], "argument --threads: invalid int value: 'two'"),
@@ -608,7 +608,7 @@ BAD_COMMAND_LINES = [
     (["img.tif", "--seed", "1.5"], "argument --seed: invalid int value: '1.5'"),
     (["img.tif", "--seed", "-1"], "seed must be"),
     (["img.tif", "--overlap", "x"], "argument --overlap: invalid int value: 'x'"),
-    (["img.tif", "--tile", "32", "--overlap", "40"], "overlap=40 is more than half the tile"),
+    (["img.tif", "--tile", "32", "--overlap", "40"], "--overlap 40 is more than half the tile"),
 ]
 
 

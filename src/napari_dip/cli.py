@@ -661,7 +661,8 @@ def _sigterm_raises():
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status: 0, 2 for an error (a message, never a
     traceback), 130 when cancelled (Ctrl-C), 143 when terminated (SIGTERM)."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     try:
         if args.command == "devices":
             from .devices import available_devices
@@ -673,7 +674,11 @@ def main(argv: list[str] | None = None) -> int:
                 return _batch_command(args, sys.argv[1:] if argv is None else argv)
             return _restore_command(args)
     except ValueError as error:
-        print(f"napari-dip: error: {error}", file=sys.stderr)
+        from .cli_wording import in_cli_words, option_names
+
+        commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001
+        options = option_names(commands[args.command]) if args.command in commands else {}
+        print(f"napari-dip: error: {in_cli_words(str(error), options)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("napari-dip: cancelled", file=sys.stderr)
