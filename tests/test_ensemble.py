@@ -270,7 +270,7 @@ def test_cli_writes_the_uncertainty(folder, capsys):
     (["--ensemble", "2", "--uncertainty", "nofolder/u.tif"], "does not exist"),
     (["--ensemble", "0"], "ensemble must be the number of fits"),
     (["--ensemble", "65"], "from 1 to 64"),
-    (["--ensemble", "2", "--method", "deepred"], "runs with method='dip' only"),
+    (["--ensemble", "2", "--method", "deepred"], "runs with --method dip only"),
 ])
 def test_cli_refusals_come_before_the_run_and_write_nothing(folder, capsys, monkeypatch,
                                                             argv, message):
