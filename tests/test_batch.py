@@ -9,7 +9,6 @@ thread: the workers run on 1 thread (``threads_per_worker=1``) and so does this 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -22,6 +21,8 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 tifffile = pytest.importorskip("tifffile")
+
+from dask_helpers import local_client
 
 from napari_dip import batch, restore
 from napari_dip.batch_run import CRASH_ONCE_ENV
@@ -37,15 +38,9 @@ CLI_RUN = ["--iterations", "3", "--no-early-stop", "--device", "cpu", "--seed", 
 
 @pytest.fixture(scope="module")
 def client():
-    """A local cluster of 2 worker processes with 1 thread each, torch and the engine
-    imported in both."""
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=logging.ERROR)
-    c = distributed.Client(cluster)
-    c.run(exec, "import torch, napari_dip.api, napari_dip.drivers, napari_dip.batch_task")
-    yield c
-    c.close()
-    cluster.close()
+    """A local cluster of 2 single-threaded worker processes."""
+    with local_client(2) as c:
+        yield c
 
 
 def _image(shape, seed=0, dtype=np.float32):

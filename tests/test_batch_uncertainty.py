@@ -5,7 +5,6 @@ Dask cluster of one single-threaded worker, tiny images and a few iterations."""
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,8 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 tifffile = pytest.importorskip("tifffile")
+
+from dask_helpers import local_client
 
 from napari_dip import batch, restore
 from napari_dip.cli import main
@@ -23,13 +24,9 @@ RUN = {"iterations": 3, "early_stop": False, "device": "cpu", "seed": 1, "ensemb
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=logging.ERROR)
-    c = distributed.Client(cluster)
-    c.run(exec, "import torch, napari_dip.api, napari_dip.drivers, napari_dip.batch_task")
-    yield c
-    c.close()
-    cluster.close()
+    """A local cluster of 1 single-threaded worker process."""
+    with local_client(1) as c:
+        yield c
 
 
 def _inputs(folder: Path) -> list[Path]:
