@@ -96,7 +96,8 @@ def test_a_missing_spread_is_redone_and_the_rest_skipped(client, tmp_path):
 def test_no_ensemble_is_refused_before_any_work(tmp_path):
     _inputs(tmp_path / "in")
     out = tmp_path / "out"
-    with pytest.raises(ValueError, match=r"add --ensemble K with K >= 2"):
+    with pytest.raises(ValueError,
+                       match=r"needs --ensemble K with K >= 2 \(got 1\); add --ensemble 4"):
         batch(tmp_path / "in", out, progress=False, uncertainty=True,
               **{**RUN, "ensemble": 1})
     assert not out.exists()

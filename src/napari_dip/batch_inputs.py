@@ -7,12 +7,14 @@ there is picked up here), leaving out hidden files (the temporary files of unfin
 writes among them) and the outputs an earlier batch recorded. A file named explicitly is
 always taken: one that cannot be read fails alone, with imageio's message. Each input's
 result is ``OUTDIR/<name without its suffix>.tif`` (float32, the run's parameters in its
-description). Torch-free and dask-free.
+description), and an ensemble's spread ``OUTDIR/<name>_uncertainty.tif``. Torch-free and
+dask-free.
 """
 
 from __future__ import annotations
 
 import glob
+import numbers
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -47,6 +49,22 @@ def stem_of(path: Path) -> str:
 def output_for(source: Path, out_dir: Path) -> Path:
     """Where the result of ``source`` goes."""
     return out_dir / (stem_of(source) + OUTPUT_SUFFIX)
+
+
+def uncertainty_path(output: Path) -> Path:
+    """Where an output's ensemble spread goes by default: beside it, as
+    ``<name>_uncertainty.tif``."""
+    return output.with_name(f"{output.stem}_uncertainty.tif")
+
+
+def check_uncertainty_ensemble(ensemble) -> None:
+    """An uncertainty file needs an ensemble of at least two fits: ValueError otherwise
+    (``ensemble`` None is one fit)."""
+    ensemble = 1 if ensemble is None else ensemble
+    if isinstance(ensemble, bool) or not isinstance(ensemble, numbers.Integral) \
+            or ensemble < 2:
+        raise ValueError("--uncertainty writes the spread of an ensemble's fits, which "
+                         f"needs --ensemble K with K >= 2 (got {ensemble}); add --ensemble 4")
 
 
 def _candidates(paths: Iterable[Path], skip: set[str]) -> list[Path]:
@@ -104,5 +122,5 @@ def check_names(sources: list[Path], out_dir: Path) -> dict[Path, Path]:
     return outputs
 
 
-__all__ = ["OUTPUT_SUFFIX", "check_names", "find_inputs", "output_for", "readable_suffixes",
-           "stem_of", "suffix_of"]
+__all__ = ["OUTPUT_SUFFIX", "check_names", "check_uncertainty_ensemble", "find_inputs",
+           "output_for", "readable_suffixes", "stem_of", "suffix_of", "uncertainty_path"]

@@ -28,7 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from .batch_inputs import check_names, find_inputs, stem_of
+from .batch_inputs import (
+    check_names,
+    check_uncertainty_ensemble,
+    find_inputs,
+    stem_of,
+    uncertainty_path,
+)
 from .manifest import DONE, FAILED, SKIPPED, Manifest, fingerprint, parameters_hash
 from .safe_write import signals_deferred
 
@@ -94,12 +100,6 @@ class _Item:
     reason: str
     chunks: list[tuple[int, int]] = field(default_factory=list)
     answers: dict[int, dict[str, Any]] = field(default_factory=dict)
-
-
-def uncertainty_path(output: Path) -> Path:
-    """Where ``uncertainty=True`` writes an output's ensemble spread: beside it, as
-    ``<name>_uncertainty.tif``."""
-    return output.with_name(f"{output.stem}_uncertainty.tif")
 
 
 def _prepare_folder(out_dir: Path) -> None:
@@ -283,10 +283,11 @@ class _Batch:
         iterations = sum(a["iterations"] for a in answers)
         overwrite = self.opt["overwrite"] or self.manifest.owns(item.output)
         written = {item.output: (image, parameters)}
-        if self.opt["uncertainty"]:  # written first: it goes again if the output fails
+        spread_path = uncertainty_path(item.output) if self.opt["uncertainty"] else None
+        if spread_path is not None:  # written first: it goes again if the output fails
             spread = first["uncertainty"] if len(answers) == 1 else \
                 np.concatenate([a["uncertainty"] for a in answers], axis=0)
-            written = {uncertainty_path(item.output): (spread, {
+            written = {spread_path: (spread, {
                 **parameters, "content": "uncertainty: the per-pixel standard deviation of "
                 "the ensemble's fits, in the input's units"}), **written}
         with signals_deferred():  # the outputs and their manifest line together
@@ -300,8 +301,7 @@ class _Batch:
                 report = self._record(item.source, item.output, item.stamp, DONE,
                                       iterations=iterations, seconds=seconds,
                                       reason=item.reason, notify=False,
-                                      uncertainty=next(iter(written)) if len(written) > 1
-                                      else None)
+                                      uncertainty=spread_path)
         self._notify(report)
 
     # -- jobs -------------------------------------------------------------------------------
@@ -462,10 +462,8 @@ def batch(inputs: str | Path | Iterable[str | Path], out_dir: str | Path, client
         raise ValueError(f"--split-size must be at least 1, got {split_size}")
     if not isinstance(threads_per_worker, int) or threads_per_worker < 1:
         raise ValueError(f"--threads-per-worker must be at least 1, got {threads_per_worker}")
-    if uncertainty and not (isinstance(restore_kwargs.get("ensemble"), int)
-                            and restore_kwargs["ensemble"] >= 2):
-        raise ValueError("--uncertainty writes the spread of an ensemble's fits, which "
-                         "takes several: add --ensemble K with K >= 2 (e.g. --ensemble 4)")
+    if uncertainty:
+        check_uncertainty_ensemble(restore_kwargs.get("ensemble"))
     out_dir = Path(out_dir).absolute()
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     _check_settings(restore_kwargs)

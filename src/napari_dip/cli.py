@@ -558,17 +558,14 @@ def _uncertainty_path(args, output: Path, kwargs: dict) -> Path | None:
     ensemble of at least two fits."""
     if getattr(args, "uncertainty", None) is None:
         return None
+    from .batch_inputs import check_uncertainty_ensemble, uncertainty_path
     from .safe_write import check_output_path, same_file
 
-    ensemble = kwargs.get("ensemble", 1)
-    if ensemble < 2:
-        raise ValueError("--uncertainty writes the spread of an ensemble's fits, which "
-                         f"needs --ensemble K with K >= 2 (got {ensemble}); add --ensemble 4")
+    check_uncertainty_ensemble(kwargs.get("ensemble"))
     spread = Path(args.uncertainty)
     if same_file(spread, output):
         raise ValueError(f"--uncertainty {spread} is the output file too; give it a name of "
-                         "its own, e.g. --uncertainty "
-                         f"{output.with_name(output.stem + '_uncertainty.tif')}")
+                         f"its own, e.g. --uncertainty {uncertainty_path(output)}")
     try:
         check_output_path(spread, _input_files(args), args.overwrite)
     except ValueError as error:  # its messages name -o; this is --uncertainty
