@@ -35,6 +35,10 @@ def test_keywords_become_options(options, engine, cli):
     "cannot read /data/noise_sigma=3/img.tif: no such file",  # inside a path
     "the task flash_no_flash needs a flash image",  # a value, not an option
     "np.nan_to_num",
+    # a --no-X switch is X=False only: other values (from --params) have no option
+    "early_stop=300 sets ES-WMV's patience",
+    "early_stop must be True, False or a patience in iterations",
+    "warm_start=5 applies to stacks and tiles",
 ])
 def test_other_text_stays(options, text):
     assert in_cli_words(text, options) == text

@@ -4,7 +4,9 @@ The engine words its errors for Python callers (``noise_sigma=0.1``, ``task='inp
 ``early_stop=False``); the command line shows them with its options (``--noise-sigma 0.1``,
 ``--task inpaint``, ``--no-early-stop``). Only the names of the command's own options are
 rewritten: ``name=value`` for any of them, and the bare name where it has an underscore
-(``drop noise_sigma``), since plain words such as "mask" or "noise" are also English.
+(``drop noise_sigma``), since plain words such as "mask" or "noise" are also English. A
+``--no-X`` switch stands for ``X=False`` only: ``early_stop=300`` (a patience, which only
+``--params`` sets) keeps the engine's words.
 """
 
 from __future__ import annotations
@@ -43,13 +45,13 @@ def in_cli_words(message: str, options: dict[str, str]) -> str:
         if (name, value) in _SWITCHES:
             return _SWITCHES[name, value]
         option = options[name]
-        if option.startswith("--no-"):  # a switch: X=False is the switch itself
-            return option if value == "False" else f"--{option[5:]} {value.strip(chr(39))}"
+        if option.startswith("--no-"):  # X=False is the switch; other values have no option
+            return option if value == "False" else match.group(0)
         value = _VALUES.get(value, value.strip("'"))
         return f"{option} {value}".rstrip()
 
     text = re.sub(rf"(?<![\w./\\-])({names})=('[^']*'|[^\s,;:)]+)", keyword, message)
-    bare = [n for n in options if "_" in n]
+    bare = [n for n in options if "_" in n and not options[n].startswith("--no-")]
     if bare:
         pattern = "|".join(sorted(map(re.escape, bare), key=len, reverse=True))
         text = re.sub(rf"(?<![\w./\\'-])({pattern})(?![\w/'=-])",
