@@ -107,13 +107,12 @@ def check_sigma(sigma) -> float | str:
 
 def estimate_noise(image: np.ndarray) -> float:
     """Noise standard deviation of a (C, H, W) or (H, W) image, averaged over channels
-    (scikit-image wavelet estimator), at least :data:`AUTO_SIGMA_FLOOR`."""
-    from skimage.restoration import estimate_sigma
+    (the wavelet estimator, :func:`napari_dip.noise_levels.wavelet_sigma`), at least
+    :data:`AUTO_SIGMA_FLOOR`."""
+    from .noise_levels import wavelet_sigma
 
     a = np.asarray(image, dtype=np.float64)
-    if a.ndim == 2:
-        a = a[np.newaxis]
-    value = float(np.mean([estimate_sigma(channel) for channel in a]))
+    value = wavelet_sigma(a[np.newaxis] if a.ndim == 2 else a)
     if not math.isfinite(value):
         value = 0.0
     return max(value, AUTO_SIGMA_FLOOR)
