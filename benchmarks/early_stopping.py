@@ -180,10 +180,12 @@ def held_out_stop(its: list[int], errors: list[float], patience: int) -> tuple[i
     return its[-1], best_at
 
 
-def evaluate(name: str, plain: dict, held: dict, patience: int, thresholds: dict) -> dict:
-    def at(run, it):
-        return run["psnr"][int(np.argmin(np.abs(np.asarray(run["iterations"]) - it)))]
+def at(run: dict, iteration: int) -> float:
+    """PSNR of ``run``'s preview nearest ``iteration``."""
+    return float(run["psnr"][int(np.argmin(np.abs(np.asarray(run["iterations"]) - iteration)))])
 
+
+def evaluate(name: str, plain: dict, held: dict, patience: int, thresholds: dict) -> dict:
     stop, kept = es_stop(plain["variance"], patience)
     best = max(plain["psnr"])
     h_stop, h_kept = held_out_stop(held["iterations"], held["held_error"], patience)
@@ -306,19 +308,15 @@ def deepred(wanted: list[str] | None, patience: int) -> None:
         run = trajectory(truth, degraded, {"method": "deepred"})
         thresholds = discrepancy_thresholds(degraded, {"method": "deepred"})
         its, values = np.asarray(run["iterations"]), np.asarray(run["psnr"])
-
-        def at(iteration: int, grid=its, psnrs=values) -> float:
-            return float(psnrs[int(np.argmin(np.abs(grid - iteration)))])
-
         estimated = discrepancy_stop(run["loss"], thresholds["estimated"])
         given = discrepancy_stop(run["loss"], thresholds["given"])
         stop, _ = es_stop(run["variance"], patience)
         best = float(values.max())
         row = {"image": name, "best": best, "best_at": int(its[values.argmax()]),
-               "noise level estimated (default)": at(estimated), "estimated_at": estimated,
+               "noise level estimated (default)": at(run, estimated), "estimated_at": estimated,
                "sigma estimated": thresholds["sigma estimated"] * 255,
-               "noise level given": at(given), "given_at": given,
-               "ES-WMV at stop": at(stop), "stop_at": stop, "last step": float(values[-1])}
+               "noise level given": at(run, given), "given_at": given,
+               "ES-WMV at stop": at(run, stop), "stop_at": stop, "last step": float(values[-1])}
         row.update({"gap default": best - row["noise level estimated (default)"],
                     "gap noise level given": best - row["noise level given"],
                     "gap ES-WMV": best - row["ES-WMV at stop"],
