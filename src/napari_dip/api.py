@@ -71,7 +71,8 @@ _DOC_ARGS = """
         tiles; not ``mode="volume"``). K > 1 runs K fits with seeds ``seed``, ``seed + 1``,
         ... as one batched network (grouped convolutions; member k starts as the single run
         with seed + k would), returns their mean as ``result.image`` and their per-pixel
-        standard deviation as ``result.uncertainty``; early stopping watches the mean.
+        standard deviation as ``result.uncertainty``; the noise-level rule stops when the
+        members' mean data term reaches the noise level (where each fit would stop alone).
         Costs about K times the memory.
     device:
         ``"auto"`` (CUDA, then Apple MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or

@@ -3,7 +3,9 @@
 The stopping rules (:class:`EarlyStopping` = ES-WMV, :class:`Discrepancy` and its Rician
 version :class:`RicianDiscrepancy`, :class:`NoStopping`)
 share one interface, so the loop has no special cases: ``observe(iteration, out, estimate,
-loss)`` after every step (returns the ES-WMV variance, or None), ``should_stop(iteration)``
+loss)`` after every step (``out``: the step's network output, an ensemble's K members
+stacked; ``loss``: the data term, an ensemble's members' mean; returns the ES-WMV
+variance, or None), ``should_stop(iteration)``
 at host syncs, ``kept()`` for the estimate the rule would return instead of the last one
 (``(estimate, iteration)`` or None), ``progress(iteration)`` for what a step reports of the
 rule (at host syncs: ``threshold``, ``expected_stop``, ``kept``, as in
@@ -162,7 +164,9 @@ class EarlyStopping:
 
     def observe(self, iteration: int, out: torch.Tensor, estimate: torch.Tensor,
                 loss: torch.Tensor) -> torch.Tensor | None:
-        return self.update(iteration, out, estimate)
+        # an ensemble's members (K, C, ...): the variance of their mean
+        return self.update(iteration, out.mean(dim=0, keepdim=True) if out.shape[0] > 1
+                           else out, estimate)
 
     def kept(self) -> tuple[torch.Tensor, int] | None:
         """The estimate at the variance minimum and its iteration (None before the window
@@ -353,6 +357,7 @@ class RicianDiscrepancy(Discrepancy):
     def _average(self, x: torch.Tensor) -> torch.Tensor:
         if self._weight is None:
             return x.mean()
+        x = x.mean(dim=0, keepdim=True) if x.shape[0] > 1 else x  # over an ensemble's members
         return (x * self._weight).sum() / self._weight.sum()
 
     def statistics(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -364,7 +369,7 @@ class RicianDiscrepancy(Discrepancy):
         with torch.no_grad():
             nu = out.detach() if self._operator is None else self._operator(out.detach())
             mean, variance = rician_moments(nu.to(self._dtype), self.sigma)
-            # an ensemble's mean output has one sample; broadcasting covers (1, C, ...)
+            # an ensemble's members (K, C, ...) against y (1, C, ...): their mean statistic
             return self._average((self._y - mean) ** 2), self._average(variance)
 
     def observe(self, iteration: int, out: torch.Tensor, estimate: torch.Tensor,
