@@ -221,6 +221,23 @@ def test_the_rician_rules_threshold_is_the_mean_rician_variance():
         RicianDiscrepancy(noisy, sigma, factor=0.0)
 
 
+def test_the_rician_rule_averages_an_ensembles_members():
+    """K members (K, 1, H, W): the statistics are the members' mean, with or without a
+    weight (an unweighted sum over K members would count them K times)."""
+    sigma = 0.06
+    truth, noisy = _phantom(sigma=sigma)
+    members = torch.cat([truth, 0.5 * truth + 0.5 * noisy, noisy])
+    weight = (truth == 0).double()
+    for rule in (RicianDiscrepancy(noisy, sigma), RicianDiscrepancy(noisy, sigma,
+                                                                     weight=weight)):
+        together = rule.statistics(members)
+        alone = [rule.statistics(members[k:k + 1]) for k in range(3)]
+        for i in range(2):
+            assert float(together[i]) == pytest.approx(np.mean([float(a[i]) for a in alone]),
+                                                       rel=1e-9)
+        assert float(alone[2][0]) < float(alone[0][0])  # the members differ
+
+
 def _path(truth, noisy, under=60, over=60):
     """Outputs of a synthetic fit: from half the truth to the truth in ``under`` steps, then
     on to the noisy data in ``over`` steps (fitting the noise)."""
