@@ -120,7 +120,9 @@ def bench_denoise(imgs, device, full, rows):
             est, t = timed(bm3d, noisy, SIGMA)
         rows.append({**base, **classical("CBM3D (true σ)" if colour else "BM3D (true σ)",
                                          np.clip(est, 0, 1), clean, t)})
-        for label, kw in [("DIP fast", {}), ("DIP paper", {"preset": "paper"}),
+        for label, kw in [("DIP fast", {}), ("DIP fast, ensemble=2", {"ensemble": 2}),
+                          ("DIP fast, ensemble=4", {"ensemble": 4}),
+                          ("DIP paper", {"preset": "paper"}),
                           ("DeepRED-NLM fast", {"method": "deepred"}),
                           ("DeepRED-BM3D fast", {"method": "deepred", "denoiser": "bm3d"})]:
             if kw.get("preset") == "paper" and not full and device == "cpu":

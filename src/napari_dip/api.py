@@ -58,7 +58,7 @@ _DOC_ARGS = """
         noise of 25 grey levels: 25). Given, DIP (and DeepRED) stops as soon as the mean
         squared residual of its last 20 steps falls to the noise variance (the discrepancy
         principle) and returns that estimate. ``"auto"`` (default): estimated from the
-        image (the smaller of a wavelet and a patch-covariance estimate,
+        image (wavelet, patch-covariance and weak-texture estimates,
         :func:`napari_dip.noise_levels.gaussian_sigma`) when denoising, ES-WMV for the
         other tasks and for Poisson noise. None: always ES-WMV.
     preset:

@@ -202,8 +202,8 @@ class DIPSolver:
 
         "auto" estimates it only for tasks whose measurement keeps its noise at the finest
         scale (``Task.noise_estimable``: denoising): the estimate
-        (:func:`~napari_dip.noise_levels.gaussian_sigma`, the smaller of a wavelet and a
-        patch-covariance estimate) is reliable on a noisy image, but not on holes,
+        (:func:`~napari_dip.noise_levels.gaussian_sigma`: wavelet, patch-covariance and
+        weak-texture estimates) is reliable on a noisy image, but not on holes,
         low-resolution or blurred measurements, whose fine scales hold little of the noise.
         """
         r = self.request
