@@ -178,8 +178,10 @@ def main() -> None:
                                       "gain vs members' mean"]), ""]
     if default_rows:
         text += ["## Default settings (128², early stopping on, noise level estimated)", "",
-                 "What `restore(noisy, ensemble=K, seed=s)` returns. The ensemble stops on "
-                 "its mean's data term. *mean uncertainty*: `result.uncertainty` averaged, "
+                 "What `restore(noisy, ensemble=K, seed=s)` returns. The ensemble stops "
+                 "when its members' mean data term reaches the noise level (since "
+                 "2026-12-04; before, when its mean output's did, which stopped it "
+                 "early). *mean uncertainty*: `result.uncertainty` averaged, "
                  "in 8-bit grey levels (the noise is 25); *corr*: its correlation with the "
                  "result's absolute error, pixel by pixel.", "",
                  markdown_table(default_rows, ["run", "PSNR", "iterations", "stopped_at",
