@@ -113,7 +113,7 @@ def trajectory(truth, degraded, kw, held=None) -> dict:
     start = time.perf_counter()
     steps = iterate(degraded.astype(np.float32), iterations=ITERATIONS, preview_every=EVERY,
                     early_stop=ITERATIONS + 1, channel_axis=-1 if degraded.ndim == 3 else None,
-                    **kw)
+                    ensemble=1, **kw)
     its, psnrs, held_error = [], [], []
 
     def record(step):
@@ -149,7 +149,7 @@ def discrepancy_thresholds(degraded: np.ndarray, kw: dict) -> dict[str, float | 
             out[name] = None
             continue
         solver = build_solver(build_request(degraded, noise_sigma=sigma, channel_axis=channel_axis,
-                                        device="cpu", **kw))
+                                        device="cpu", ensemble=1, **kw))
         out[name] = None if solver.discrepancy is None else solver.discrepancy.threshold
         out[f"sigma {name}"] = solver.noise_sigma
         solver.close()

@@ -83,7 +83,7 @@ noisy = clean + np.random.default_rng(0).normal(0, 25 / 255, clean.shape).astype
 
 def solver_for(iterations, preview_every=None):
     s = build_solver(build_request(noisy, iterations=iterations, early_stop=True, device=device,
-                               preview_every=preview_every))
+                               preview_every=preview_every, ensemble=1))
     if settings.get("channels_first"):
         s.net = s.net.to(memory_format=torch.contiguous_format)
         s.z = s.z.contiguous()
@@ -180,7 +180,7 @@ def network_comparison(device: str) -> list[dict]:
                 noisy = (clean + rng.normal(0, SIGMA, clean.shape)).astype(np.float32)
                 start, best = time.perf_counter(), -np.inf
                 steps = iterate(noisy, device=device, preview_every=50,
-                                channel_axis=-1 if clean.ndim == 3 else None)
+                                channel_axis=-1 if clean.ndim == 3 else None, ensemble=1)
                 while True:
                     try:
                         step = next(steps)

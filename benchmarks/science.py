@@ -74,7 +74,8 @@ def _oracle(noisy, truth, **kwargs) -> tuple[float, int, float]:
     """(best PSNR over every step's estimate, its step, seconds) of a run without
     stopping."""
     start = time.perf_counter()
-    steps = iterate(noisy, early_stop=False, preview_every=1, seed=0, device="cpu", **kwargs)
+    steps = iterate(noisy, early_stop=False, preview_every=1, seed=0, device="cpu",
+                    ensemble=1, **kwargs)
     best, at = -np.inf, 0
     for step in steps:
         if step.preview is not None:
@@ -115,7 +116,7 @@ def mri_rows() -> list[dict]:
         for label, noise, kwargs, rule in runs:
             with rule():
                 result, seconds = _timed(lambda n=noise, k=kwargs, x=noisy: restore(
-                    x, noise=n, seed=0, device="cpu", **k))
+                    x, noise=n, seed=0, device="cpu", ensemble=1, **k))
             row[f"{label} dB"] = psnr(result.image, truth)
             row[f"{label} stop"] = int(result.stopped_at)
             row[f"{label} s"] = seconds

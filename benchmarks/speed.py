@@ -43,7 +43,7 @@ sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: No
 times = []
 if which == "napari-dip":
     steps = iterate(image, preset=preset, iterations=STEPS + 3, early_stop=True, device=device,
-                    channel_axis=-1 if colour else None)
+                    channel_axis=-1 if colour else None, ensemble=1)
     t = time.perf_counter()
     for step in steps:
         sync(); now = time.perf_counter(); times.append(now - t); t = now
@@ -136,7 +136,7 @@ def time_to_quality(size: int, device: str, presets=("fast", "paper"), limits=No
                 values.append(psnr(step.preview, clean))
 
         result = follow(iterate(noisy, preset=preset, iterations=limit, early_stop=limit + 1,
-                                device=device, preview_every=every), record)
+                                device=device, preview_every=every, ensemble=1), record)
         values, times, iterations = np.array(values), np.array(times), np.array(iterations)
         best = values.max()
         reach = int(np.argmax(values >= best - 0.3))

@@ -64,7 +64,7 @@ def curve(noisy2d, truth2d, device, state=None, iterations=N):
     from napari_dip.request import build_request
 
     solver = build_solver(build_request(noisy2d, iterations=iterations, early_stop=False,
-                                    preview_every=EVERY, device=device))
+                                    preview_every=EVERY, device=device, ensemble=1))
     if state is not None:
         solver.net.load_state_dict(state[0])
         if state[1] is not None:
@@ -128,7 +128,7 @@ def pipeline(device: str) -> list[dict]:
     for name, warm, early in settings:
         t0 = time.perf_counter()
         r = restore(stack, axes="XYZ", warm_start=warm, iterations=N, early_stop=early,
-                    device=device)
+                    device=device, ensemble=1)
         seconds = time.perf_counter() - t0
         per = [psnr(plane(r.image, i), plane(ref, i)) for i in range(stack.shape[2])]
         rows.append({"setting": name, "total steps": r.iterations,
@@ -153,7 +153,7 @@ def volume_vs_slices(device: str, volume_steps: int = 800) -> list[dict]:
     for warm in (True, False):
         t0 = time.perf_counter()
         r = restore(noisy, axes="XYZ", iterations=N, early_stop=False, warm_start=warm,
-                    device=device)
+                    device=device, ensemble=1)
         rows.append({"mode": f"slices ({'warm, default' if warm else 'cold'})",
                      "steps per part": N, "total steps": r.iterations,
                      "PSNR": psnr(r.image, truth), "seconds": time.perf_counter() - t0})

@@ -305,7 +305,7 @@ def test_denoise_beats_nlm_and_dip(denoise_case, long_deepred_run):
                                      patch_size=5, patch_distance=6)),
     )
     dip = restore(noisy, "denoise", "dip", iterations=N_DENOISE, early_stop=False,
-                  device="cpu", seed=0)
+                  device="cpu", seed=0, ensemble=1)  # one fit, as DeepRED's
     dip_psnr = psnr(truth, dip.image)
     print(f"PSNR noisy {psnr(truth, noisy):.2f}, NLM {nlm:.2f}, DIP {dip_psnr:.2f}, "
           f"DeepRED {deepred:.2f} dB at {N_DENOISE} iterations")

@@ -56,12 +56,39 @@ def test_one_member_is_the_single_network_and_k_members_are_k_networks():
 # -- K = 1, and member k against the single run with seed + k ----------------------------------
 def test_ensemble_of_one_is_the_single_run_bit_for_bit(noisy64):
     noisy, _ = noisy64
-    plain = restore(noisy, iterations=25)
-    one = restore(noisy, iterations=25, ensemble=1)
+    larger = np.pad(noisy, 20, mode="reflect")  # 104 px: "auto" fits once
+    plain = restore(larger, iterations=25)
+    one = restore(larger, iterations=25, ensemble=1)
     np.testing.assert_array_equal(one.image, plain.image)
     assert one.history["loss"] == plain.history["loss"]
     assert one.uncertainty is None and plain.uncertainty is None
     assert one.parameters["ensemble"] == plain.parameters["ensemble"] == 1
+
+
+def test_auto_averages_two_fits_where_dip_denoises_a_small_plane(noisy64):
+    noisy, _ = noisy64
+    small = restore(noisy, iterations=3)
+    assert small.parameters["ensemble"] == 2 and small.uncertainty.shape == noisy.shape
+    again = restore(noisy, iterations=3, ensemble="auto")
+    np.testing.assert_array_equal(small.image, again.image)
+    np.testing.assert_array_equal(small.image, restore(noisy, iterations=3, ensemble=2).image)
+    edge = np.pad(noisy, 18, mode="reflect")  # 100 x 100: still two
+    assert restore(edge, iterations=1).parameters["ensemble"] == 2
+    fits_once = {
+        "a larger plane": restore(np.pad(edge, ((0, 1), (0, 0))), iterations=1),
+        "DeepRED": restore(noisy, method="deepred", iterations=1),
+        "another task": restore(noisy, task="inpaint", mask=noisy > 0.8, iterations=1),
+        "Poisson noise": restore(np.round(30 * np.clip(noisy, 0, 1)), noise="poisson",
+                                 iterations=1),
+        "a tiled run": restore(edge, tile=64, overlap=16, iterations=1),
+        "a volume": restore(np.stack([noisy[:32, :32]] * 8), axes="ZYX", mode="volume",
+                            iterations=1),
+    }
+    for what, result in fits_once.items():
+        assert result.parameters["ensemble"] == 1, what
+        assert result.uncertainty is None, what
+    stack = restore(np.stack([noisy[:32, :32]] * 2), axes="ZYX", iterations=1)
+    assert stack.parameters["ensemble"] == 2 and stack.uncertainty.shape == (2, 32, 32)
 
 
 def _in_float64(solver):
@@ -101,8 +128,8 @@ def test_member_k_follows_the_single_run_with_seed_plus_k(noisy64):
 def test_the_first_step_in_float32_is_the_single_runs_mean_and_spread(noisy64):
     noisy, _ = noisy64
     result = restore(noisy, iterations=1, early_stop=False, ensemble=3, seed=4)
-    singles = np.stack([restore(noisy, iterations=1, early_stop=False, seed=4 + k).image
-                        for k in range(3)])
+    singles = np.stack([restore(noisy, iterations=1, early_stop=False, seed=4 + k,
+                                ensemble=1).image for k in range(3)])
     np.testing.assert_allclose(result.image, singles.mean(0), atol=1e-4)
     np.testing.assert_allclose(result.uncertainty, singles.std(0, ddof=1), atol=1e-4)
     assert result.uncertainty.mean() > 1e-3  # the members do differ
@@ -165,7 +192,7 @@ def test_an_ensembles_loss_is_its_members_mean_data_term(noisy64):
 
 def test_an_ensemble_stops_about_where_its_fits_would_and_beats_them(noisy64):
     noisy, clean = noisy64
-    single = restore(noisy, noise_sigma=25 / 255, seed=0)
+    single = restore(noisy, noise_sigma=25 / 255, seed=0, ensemble=1)
     ensemble = restore(noisy, noise_sigma=25 / 255, seed=0, ensemble=3)
     assert ensemble.parameters["stopping"] == single.parameters["stopping"] == "discrepancy"
     # measured (2-core EPYC, 2 threads): single 495 steps, 28.40 dB; ensemble 463 steps,
@@ -190,8 +217,10 @@ def test_parameters_record_the_ensemble(noisy64):
 @pytest.mark.parametrize("value", [True, np.True_, 0, 65, -1, 2.0, "4", None])
 def test_bad_ensembles_are_refused_before_any_work(noisy64, value):
     noisy, _ = noisy64
-    with pytest.raises(ValueError, match=r"ensemble must be the number of fits to average, "
-                                         r"a whole number from 1 to 64 \(e\.g\. ensemble=4"):
+    with pytest.raises(ValueError, match=r"ensemble must be 'auto' or the number of fits to "
+                                         r"average, a whole number from 1 to 64 \(e\.g\. "
+                                         r"ensemble=4.*'auto', the default, is 2 fits for DIP "
+                                         r"denoising of planes up to 10000 pixels"):
         validate(noisy, ensemble=value)
 
 
@@ -213,7 +242,7 @@ def test_an_ensemble_too_large_for_memory_is_refused_before_work(noisy64, monkey
     from napari_dip import sizing
 
     noisy, _ = noisy64
-    one = sizing.part_bytes(build_plan(noisy).template, (64, 64), 1)
+    one = sizing.part_bytes(build_plan(noisy, ensemble=1).template, (64, 64), 1)
     many = sizing.part_bytes(build_plan(noisy, ensemble=64).template, (64, 64), 1)
     assert many - sizing.memory.OVERHEAD > 60 * (one - sizing.memory.OVERHEAD)
     free = (one + many) / 2 / sizing.USABLE_FRACTION
@@ -287,7 +316,10 @@ def test_cli_writes_the_uncertainty(folder, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--uncertainty", "u.tif"], "needs --ensemble K with K >= 2 (got 1); add --ensemble 4"),
+    (["--uncertainty", "u.tif"], "needs --ensemble K with K >= 2 (got auto, the default, "
+                                 "which fits once on all but small denoising images); add "
+                                 "--ensemble 4"),
+    (["--ensemble", "auto", "--uncertainty", "u.tif"], "(got auto, the default"),
     (["--ensemble", "1", "--uncertainty", "u.tif"], "add --ensemble 4"),
     (["--ensemble", "2", "--uncertainty", "existing.tif"],
      "existing.tif exists; pass --overwrite to replace it, or choose another --uncertainty"),
@@ -296,7 +328,7 @@ def test_cli_writes_the_uncertainty(folder, capsys):
      "the --uncertainty file img.tif is the input img.tif (the same file); choose another "
      "--uncertainty"),
     (["--ensemble", "2", "--uncertainty", "nofolder/u.tif"], "does not exist"),
-    (["--ensemble", "0"], "ensemble must be the number of fits"),
+    (["--ensemble", "0"], "ensemble must be 'auto' or the number of fits"),
     (["--ensemble", "65"], "from 1 to 64"),
     (["--ensemble", "2", "--method", "deepred"], "runs with --method dip only"),
 ])
@@ -313,6 +345,15 @@ def test_cli_refusals_come_before_the_run_and_write_nothing(folder, capsys, monk
     assert code == 2 and message in err, err
     assert sorted(p.name for p in folder.iterdir()) == before
     assert Path("existing.tif").stat().st_size > 0
+
+
+def test_a_bad_ensemble_word_is_an_argument_error(folder, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["restore", "img.tif", "-o", "out.tif", "--ensemble", "two"])
+    assert exit_info.value.code == 2
+    assert "expected 'auto' or a whole number of fits, e.g. --ensemble 4 (got 'two')" \
+        in capsys.readouterr().err
+    assert not Path("out.tif").exists()
 
 
 def test_a_failed_uncertainty_write_leaves_no_partial_file(folder, capsys, monkeypatch):

@@ -161,7 +161,10 @@ def test_run_adds_result_with_geometry_metadata_and_stack(make_napari_viewer, qt
 
     assert errors == []
     names = [lay.name for lay in viewer.layers]
-    assert names == ["noisy", "noisy · DIP denoise · iterations", "noisy · DIP denoise"]
+    # ensemble "auto" (the control's 0) averages two fits on a plane this small
+    assert widget.ensemble.value == 0 and widget.ensemble.label == "ensemble (0: auto)"
+    assert names == ["noisy", "noisy · DIP denoise · iterations", "noisy · DIP denoise",
+                     "noisy · DIP denoise · uncertainty"]
     result = viewer.layers["noisy · DIP denoise"]
     assert result.data.shape == (48, 48)
     np.testing.assert_allclose(result.scale, (0.5, 0.5))
@@ -172,6 +175,7 @@ def test_run_adds_result_with_geometry_metadata_and_stack(make_napari_viewer, qt
     assert record["seed"] == 7 and record["version"] == napari_dip.__version__
     assert record["iterations_run"] == 12 and record["stopped_at"] == 12
     assert record["parameters"]["task"] == "denoise" and record["parameters"]["seed"] == 7
+    assert record["parameters"]["ensemble"] == 2 and "ensemble" not in record["restore_kwargs"]
     assert record["restore_kwargs"]["iterations"] == 12
     assert len(record["history"]["loss"]) == 12
 

@@ -181,6 +181,7 @@ def test_the_plot_draws_the_whole_run(make_napari_viewer, qtbot, errors):
     viewer.add_image(noisy, name="noisy")
     viewer.add_image(clean, name="clean", visible=False)
     widget = open_widget(viewer, iterations=300)
+    widget.ensemble.value = 1  # one fit (the compare view below shows no uncertainty)
     widget.early_stop.value = True
     widget.noise_level.value = "fixed"
     widget.noise_sigma.value = 0.1
@@ -226,6 +227,7 @@ def test_runs_show_in_napari_activity_and_name_layers_short(make_napari_viewer, 
     noisy, _ = _noisy()
     viewer.add_image(noisy, name="noisy")
     widget = open_widget(viewer, iterations=20)
+    widget.ensemble.value = 1  # one fit: no uncertainty layer
     run_to_end(qtbot, widget)
     assert len(bars) == 1 and bars[0].total == 20 and bars[0].n == 20
     assert bars[0].desc.startswith("napari-dip: noisy \u00b7 DIP denoise")

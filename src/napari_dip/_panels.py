@@ -264,9 +264,11 @@ class DevicePanel(Panel):
         self.device = ComboBox(label="device", choices=list(devices), value="auto")
         self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
         self.ensemble = SpinBox(
-            label="ensemble", min=1, max=64, value=1,
+            label="ensemble (0: auto)", min=0, max=64, value=0,
             tooltip="fit K networks at once (seeds seed, seed+1, ...) and average them; K > 1 "
-                    "also gives an uncertainty layer (their per-pixel standard deviation)")
+                    "also gives an uncertainty layer (their per-pixel standard deviation). "
+                    "0 (auto, the default): 2 for DIP denoising of images up to 100x100 "
+                    "pixels, else 1")
         self.extend(self.controls)
 
 

@@ -81,7 +81,8 @@ class WidgetSettings:
     tile_overlap: int = 128
     device: str = "auto"
     seed: int = 0
-    ensemble: int = 1  # K fits averaged; K > 1 adds the uncertainty layer
+    ensemble: int = 0  # K fits averaged (0: the engine's "auto"); K > 1 adds the
+    # uncertainty layer
     denoiser: str = "nlm"
     sigma_mode: str = "default"  # "default", "auto" or "fixed" (denoiser_sigma)
     denoiser_sigma: float = 0.02
@@ -184,7 +185,7 @@ def restore_arguments(settings: WidgetSettings, layers: Mapping[str, Any], plane
         "device": settings.device, "noise": settings.noise,
         "channel_axis": -1 if layer.rgb else None,
     }
-    if int(settings.ensemble) > 1:  # the default (1) stays out of the repeatable call
+    if int(settings.ensemble) > 0:  # "auto" (0, the default) stays out of the repeatable call
         kwargs["ensemble"] = int(settings.ensemble)
     arrays = {"image": layer_data(layer)}
     inputs: dict[str, Any] = {"image": settings.image}

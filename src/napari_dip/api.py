@@ -67,13 +67,16 @@ _DOC_ARGS = """
     seed:
         Seeds network weights, input and perturbations; CPU runs repeat bit for bit.
     ensemble:
-        Number of fits to average, 1 (default) to 64 (``method="dip"``, 2-D planes and
-        tiles; not ``mode="volume"``). K > 1 runs K fits with seeds ``seed``, ``seed + 1``,
-        ... as one batched network (grouped convolutions; member k starts as the single run
-        with seed + k would), returns their mean as ``result.image`` and their per-pixel
-        standard deviation as ``result.uncertainty``; the noise-level rule stops when the
-        members' mean data term reaches the noise level (where each fit would stop alone).
-        Costs about K times the memory.
+        Number of fits to average, 1 to 64 (``method="dip"``, 2-D planes and tiles; not
+        ``mode="volume"``), or ``"auto"`` (default): 2 when DIP denoises Gaussian noise in
+        planes of at most 100 x 100 pixels (untiled), where two fits gained about 0.3 dB
+        over one for 1.3-1.7 times the time (``benchmarks/results/quality.md``), else 1;
+        the number used is in ``result.parameters["ensemble"]``. K > 1 runs K fits with
+        seeds ``seed``, ``seed + 1``, ... as one batched network (grouped convolutions;
+        member k starts as the single run with seed + k would), returns their mean as
+        ``result.image`` and their per-pixel standard deviation as ``result.uncertainty``;
+        the noise-level rule stops when the members' mean data term reaches the noise
+        level (where each fit would stop alone). Costs about K times the memory.
     device:
         ``"auto"`` (CUDA, then Apple MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or
         ``"mps"``. A device this machine lacks raises ValueError listing those it has.

@@ -58,13 +58,17 @@ def uncertainty_path(output: Path) -> Path:
 
 
 def check_uncertainty_ensemble(ensemble) -> None:
-    """An uncertainty file needs an ensemble of at least two fits: ValueError otherwise
-    (``ensemble`` None is one fit)."""
-    ensemble = 1 if ensemble is None else ensemble
+    """An uncertainty file needs an ensemble of at least two fits, given: ValueError
+    otherwise (``ensemble`` None is the default, "auto", which fits once on most images)."""
+    if ensemble is None or isinstance(ensemble, str):
+        got = "auto, the default, which fits once on all but small denoising images" \
+            if ensemble is None or ensemble.strip().lower() == "auto" else repr(ensemble)
+    else:
+        got = ensemble
     if isinstance(ensemble, bool) or not isinstance(ensemble, numbers.Integral) \
             or ensemble < 2:
         raise ValueError("--uncertainty writes the spread of an ensemble's fits, which "
-                         f"needs --ensemble K with K >= 2 (got {ensemble}); add --ensemble 4")
+                         f"needs --ensemble K with K >= 2 (got {got}); add --ensemble 4")
 
 
 def _candidates(paths: Iterable[Path], skip: set[str]) -> list[Path]:

@@ -23,6 +23,18 @@ from .request import SR_FACTORS
 from .tasks import BOUNDARIES, NOISE_MODELS, TASKS
 
 
+def _ensemble(text: str) -> int | str:
+    """--ensemble's value: 'auto' or a whole number (its range is the engine's check)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto' or a whole number of fits, e.g. --ensemble 4 (got {text!r})"
+        ) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-dip",
@@ -125,9 +137,10 @@ def add_restore_options(r: argparse.ArgumentParser) -> None:
                         "sigma; 'auto' reads it from the dark background")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--ensemble", type=int, default=None, metavar="K",
+    r.add_argument("--ensemble", type=_ensemble, default=None, metavar="K",
                    help="average K fits (seeds SEED..SEED+K-1, run as one batched network; "
-                        "1 to 64, default 1); K >= 2 gives --uncertainty its map")
+                        "1 to 64; default auto: 2 for DIP denoising of images up to "
+                        "100x100 pixels, else 1); --uncertainty needs K >= 2 given")
     r.add_argument("--noise", choices=NOISE_MODELS, default=None,
                    help="noise model (default gaussian; poisson for photon counts, "
                         "rician for magnitude MRI)")

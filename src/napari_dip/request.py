@@ -52,6 +52,14 @@ SR_FACTORS = TASKS["super_resolution"].factors
 MAX_SEED = 2**63 - 1
 #: Most fits an ensemble averages (``ensemble=``).
 MAX_ENSEMBLE = 64
+#: ``ensemble="auto"`` (the default) averages this many fits when DIP denoises planes of at
+#: most AUTO_ENSEMBLE_MAX_PIXELS pixels, and one fit otherwise. On the 96 px crops of
+#: ``benchmarks/quality.py`` two fits gained 0.29-0.32 dB over one (camera, astronaut,
+#: barbara) for 1.3-1.7 times the wall time (47-59 s on a 2-core CPU), small networks
+#: leaving threads idle; a 128 px plane takes 40-55 s with one fit there, so two would pass
+#: a minute. Other tasks and noise models were not measured with ensembles: one fit.
+AUTO_ENSEMBLE = 2
+AUTO_ENSEMBLE_MAX_PIXELS = 100 * 100
 #: Fewest distinct float32 values the result must be able to take across the image's range
 #: (the result is float32): below this, the data must be offset or scaled first.
 MIN_LEVELS = 256
@@ -230,16 +238,31 @@ def check_numbers(iterations, preview_every, early_stop, seed):
     return iterations, preview_every, patience, int(seed)
 
 
-def check_ensemble(ensemble, method: Method, volume: bool) -> int:
-    """``ensemble`` (the number of fits averaged) checked: an integer from 1 to
-    MAX_ENSEMBLE, above 1 only for methods that run ensembles and for 2-D parts."""
+def auto_ensemble(method: Method, task: str, noise: str, volume: bool, part_shape,
+                  tile) -> int:
+    """What ``ensemble="auto"`` averages: AUTO_ENSEMBLE fits for DIP denoising of Gaussian
+    noise in untiled 2-D planes of at most AUTO_ENSEMBLE_MAX_PIXELS pixels (where it was
+    measured), else one."""
+    small = tile is None and part_shape[-2] * part_shape[-1] <= AUTO_ENSEMBLE_MAX_PIXELS
+    measured = method.ensemble and task == "denoise" and noise == "gaussian"
+    return AUTO_ENSEMBLE if measured and small and not volume else 1
+
+
+def check_ensemble(ensemble, method: Method, volume: bool) -> int | str:
+    """``ensemble`` (the number of fits averaged) checked: ``"auto"`` (returned as is) or
+    an integer from 1 to MAX_ENSEMBLE, above 1 only for methods that run ensembles and for
+    2-D parts."""
+    if isinstance(ensemble, str) and ensemble.strip().lower() == "auto":
+        return "auto"
     if isinstance(ensemble, bool) or not isinstance(ensemble, numbers.Integral) \
             or not 1 <= ensemble <= MAX_ENSEMBLE:
         raise ValueError(
-            f"ensemble must be the number of fits to average, a whole number from 1 to "
+            f"ensemble must be 'auto' or the number of fits to average, a whole number "
+            f"from 1 to "
             f"{MAX_ENSEMBLE} (e.g. ensemble=4: four fits, with their per-pixel standard "
-            f"deviation as result.uncertainty; 1, the default, is a single fit), got "
-            f"{ensemble!r}")
+            f"deviation as result.uncertainty; 1 is a single fit; 'auto', the default, "
+            f"is {AUTO_ENSEMBLE} fits for DIP denoising of planes up to "
+            f"{AUTO_ENSEMBLE_MAX_PIXELS} pixels and 1 otherwise), got {ensemble!r}")
     ensemble = int(ensemble)
     if ensemble > 1 and not method.ensemble:
         runs = " or ".join(f"method={m.name!r}" for m in METHODS.values() if m.ensemble)
@@ -591,7 +614,7 @@ def build_plan(image, task: str = "denoise", method: str = "dip", *, axes: str |
                factor: int | None = None, kernel=None, boundary=None, flash=None,
                iterations: int | None = None, early_stop=True, preset: str = "fast",
                seed: int = 0, device: str = "auto", noise: str = "gaussian",
-               noise_sigma="auto", preview_every: int | None = None, ensemble: int = 1,
+               noise_sigma="auto", preview_every: int | None = None, ensemble="auto",
                **options) -> Plan:
     """Validate a run (see :func:`napari_dip.restore` for the arguments); raises ValueError.
 
@@ -629,6 +652,8 @@ def build_plan(image, task: str = "denoise", method: str = "dip", *, axes: str |
     factor = check_factor(the_task, factor,
                           the_task.volume_factors if layout.volume else None)
     part_shape = arr.shape[len(layout.iterated) + 1:]  # (H, W) or (D, H, W)
+    if ensemble == "auto":
+        ensemble = auto_ensemble(the_method, task, noise, layout.volume, part_shape, tile)
     kernel_array, kernel_name = check_kernel(the_task, kernel, part_shape, layout.volume)
     boundary = check_boundary(the_task, boundary, tile)
     min_overlap = kernel_overlap(kernel_array, boundary, tile, overlap)
