@@ -31,6 +31,18 @@ def _one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def _one_fit_for_auto(request, monkeypatch):
+    """``ensemble="auto"`` fits once, so that the many default runs on small test images
+    cost one fit each on the CI's one thread (two fits there cost twice as much), except in
+    tests marked ``auto_ensemble``, which check what the default does."""
+    if request.node.get_closest_marker("auto_ensemble") is None:
+        from napari_dip import request as requests
+
+        monkeypatch.setattr(requests, "AUTO_ENSEMBLE", 1)
+    yield
+
+
 @pytest.fixture
 def camera64() -> np.ndarray:
     """64x64 crop of scikit-image's cameraman, float in [0, 1]."""

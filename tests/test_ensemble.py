@@ -65,6 +65,7 @@ def test_ensemble_of_one_is_the_single_run_bit_for_bit(noisy64):
     assert one.parameters["ensemble"] == plain.parameters["ensemble"] == 1
 
 
+@pytest.mark.auto_ensemble
 def test_auto_averages_two_fits_where_dip_denoises_a_small_plane(noisy64):
     noisy, _ = noisy64
     small = restore(noisy, iterations=3)
@@ -214,6 +215,7 @@ def test_parameters_record_the_ensemble(noisy64):
 
 
 # -- refusals ------------------------------------------------------------------------------------
+@pytest.mark.auto_ensemble  # the message names the automatic choice
 @pytest.mark.parametrize("value", [True, np.True_, 0, 65, -1, 2.0, "4", None])
 def test_bad_ensembles_are_refused_before_any_work(noisy64, value):
     noisy, _ = noisy64

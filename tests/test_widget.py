@@ -146,6 +146,7 @@ def test_noise_level_options(make_napari_viewer):
 
 
 # -- runs ----------------------------------------------------------------------------------
+@pytest.mark.auto_ensemble
 def test_run_adds_result_with_geometry_metadata_and_stack(make_napari_viewer, qtbot, errors):
     viewer = make_napari_viewer()
     data = _noisy()
