@@ -30,6 +30,10 @@ from napari_dip.cli import main
 from napari_dip.manifest import MANIFEST_NAME, read_records
 from napari_dip.safe_write import temporary_files
 
+# Dask workers run in other processes, where conftest's one-fit "auto" does not reach:
+# run ensemble="auto" as shipped on both sides
+pytestmark = pytest.mark.auto_ensemble
+
 #: Every run here: a few iterations, no early stopping, on the CPU.
 RUN = {"iterations": 3, "early_stop": False, "device": "cpu", "seed": 1}
 CLI_RUN = ["--iterations", "3", "--no-early-stop", "--device", "cpu", "--seed", "1",
