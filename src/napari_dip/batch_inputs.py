@@ -60,11 +60,10 @@ def uncertainty_path(output: Path) -> Path:
 def check_uncertainty_ensemble(ensemble) -> None:
     """An uncertainty file needs an ensemble of at least two fits, given: ValueError
     otherwise (``ensemble`` None is the default, "auto", which fits once on most images)."""
-    if ensemble is None or isinstance(ensemble, str):
-        got = "auto, the default, which fits once on all but small denoising images" \
-            if ensemble is None or ensemble.strip().lower() == "auto" else repr(ensemble)
+    if ensemble is None or (isinstance(ensemble, str) and ensemble.strip().lower() == "auto"):
+        got = "auto, the default, which fits once on all but small denoising images"
     else:
-        got = ensemble
+        got = repr(ensemble) if isinstance(ensemble, str) else ensemble
     if isinstance(ensemble, bool) or not isinstance(ensemble, numbers.Integral) \
             or ensemble < 2:
         raise ValueError("--uncertainty writes the spread of an ensemble's fits, which "

@@ -44,11 +44,10 @@ def wavelet_sigma(image: np.ndarray) -> float:
                           for z in range(planes.shape[1])]))
 
 
-def _patches(image: np.ndarray, patch: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """(patches, gradient energies) of ``image`` (C, *spatial): every ``patch`` x ``patch``
-    x C patch of every plane (a regular subsample of at most PCA_MAX_PATCHES), flattened to
-    rows, and each patch's sum of squared differences between horizontal and vertical
-    neighbours. None when the image holds too few patches (fewer than 4 per dimension)."""
+def _patches(image: np.ndarray, patch: int) -> np.ndarray | None:
+    """Every ``patch`` x ``patch`` x C patch of every plane of ``image`` (C, *spatial), a
+    regular subsample of at most PCA_MAX_PATCHES, flattened to rows. None when the image
+    holds too few patches (fewer than 4 per dimension)."""
     from numpy.lib.stride_tricks import sliding_window_view
 
     a = np.moveaxis(np.asarray(image, np.float64), 0, -1)  # (*spatial, C)
@@ -60,12 +59,15 @@ def _patches(image: np.ndarray, patch: int) -> tuple[np.ndarray, np.ndarray] | N
     step = max(1, int(np.ceil(np.sqrt(per_plane * len(planes) / PCA_MAX_PATCHES))))
     windows = sliding_window_view(planes, (patch, patch, channels), axis=(1, 2, 3))
     x = windows[:, ::step, ::step].reshape(-1, patch * patch * channels)
-    if len(x) < 4 * x.shape[1]:
-        return None
+    return None if len(x) < 4 * x.shape[1] else x
+
+
+def _energies(x: np.ndarray, patch: int, channels: int) -> np.ndarray:
+    """Each patch's (row of :func:`_patches`) sum of squared differences between
+    horizontal and vertical neighbours: its gradient energy."""
     cube = x.reshape(-1, patch, patch, channels)
-    energy = (np.diff(cube, axis=2) ** 2).sum(axis=(1, 2, 3)) \
+    return (np.diff(cube, axis=2) ** 2).sum(axis=(1, 2, 3)) \
         + (np.diff(cube, axis=1) ** 2).sum(axis=(1, 2, 3))
-    return x, energy
 
 
 def _tail_sigma(x: np.ndarray) -> float:
@@ -89,12 +91,12 @@ def pca_sigma(image: np.ndarray, patch: int = PCA_PATCH) -> float | None:
     mean has come down to their median are noise alone, and their mean is sigma^2.
     Patches are ``patch`` x ``patch`` x C, taken from every plane of a volume. None when
     the image holds too few patches for the estimate (fewer than 4 per dimension)."""
-    found = _patches(image, patch)
-    return None if found is None else _tail_sigma(found[0])
+    x = _patches(image, patch)
+    return None if x is None else _tail_sigma(x)
 
 
 def weak_texture_threshold(sigma: float, patch: int, channels: int) -> float:
-    """The gradient energy (see :func:`_patches`) that a patch of white Gaussian noise of
+    """The gradient energy (see :func:`_energies`) that a patch of white Gaussian noise of
     ``sigma`` stays below with probability WEAK_TEXTURE_QUANTILE. The energy is the
     quadratic form n^T M n of the patch's noise n with M = Dh^T Dh + Dv^T Dv (the
     neighbour differences), a weighted sum of chi-squares, approximated by the gamma law of
@@ -126,11 +128,15 @@ def weak_texture_sigma(image: np.ndarray, sigma: float, patch: int = PCA_PATCH
     crop at sigma 10/255). None when fewer than WEAK_TEXTURE_MIN_RATIO patches per
     dimension qualify (then the sample covariance's noise eigenvalues spread too widely,
     the Marchenko-Pastur law, and the rule reads low)."""
-    found = _patches(image, patch)
-    if found is None or not sigma > 0:
+    return _weak_texture_sigma(_patches(image, patch), sigma, patch, np.shape(image)[0])
+
+
+def _weak_texture_sigma(x: np.ndarray | None, sigma: float, patch: int, channels: int
+                        ) -> float | None:
+    """:func:`weak_texture_sigma` from the image's patches ``x`` (:func:`_patches`)."""
+    if x is None or not sigma > 0:
         return None
-    x, energy = found
-    weak = x[energy < weak_texture_threshold(sigma, patch, np.shape(image)[0])]
+    weak = x[_energies(x, patch, channels) < weak_texture_threshold(sigma, patch, channels)]
     if len(weak) < WEAK_TEXTURE_MIN_RATIO * x.shape[1]:
         return None
     return _tail_sigma(weak)
@@ -153,9 +159,9 @@ def gaussian_sigma(image: np.ndarray) -> float:
     ``benchmarks/results/early-stopping.md``. Pure texture (grass, gravel) stays
     over-estimated, by 15-35 % at 25/255."""
     wavelet = wavelet_sigma(image)
-    pca = pca_sigma(image)
-    first = wavelet if pca is None else min(wavelet, pca)
-    weak = weak_texture_sigma(image, first)
+    x = _patches(image, PCA_PATCH)  # one set of patches for both patch estimates
+    first = wavelet if x is None else min(wavelet, _tail_sigma(x))
+    weak = _weak_texture_sigma(x, first, PCA_PATCH, np.shape(image)[0])
     return first if weak is None else min(first, weak)
 
 

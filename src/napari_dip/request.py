@@ -258,8 +258,7 @@ def check_ensemble(ensemble, method: Method, volume: bool) -> int | str:
             or not 1 <= ensemble <= MAX_ENSEMBLE:
         raise ValueError(
             f"ensemble must be 'auto' or the number of fits to average, a whole number "
-            f"from 1 to "
-            f"{MAX_ENSEMBLE} (e.g. ensemble=4: four fits, with their per-pixel standard "
+            f"from 1 to {MAX_ENSEMBLE} (e.g. ensemble=4: four fits, with their per-pixel standard "
             f"deviation as result.uncertainty; 1 is a single fit; 'auto', the default, "
             f"is {AUTO_ENSEMBLE} fits for DIP denoising of planes up to "
             f"{AUTO_ENSEMBLE_MAX_PIXELS} pixels and 1 otherwise), got {ensemble!r}")

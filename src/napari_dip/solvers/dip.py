@@ -321,8 +321,9 @@ class DIPSolver:
             extras["backtracked"] = 1.0
         self.average.update(out)
         extras.update(self.after_step(out, iteration))
-        # objective() sums an ensemble's members: the members' mean data term
-        loss = self.fit_loss(loss) / self.ensemble if self.ensemble > 1 else self.fit_loss(loss)
+        loss = self.fit_loss(loss)
+        if self.ensemble > 1:  # objective() sums the members: their mean data term
+            loss = loss / self.ensemble
         variance = self.stopping.observe(iteration, out, self.members(), loss)
         return iteration, loss.detach(), extras, variance
 
