@@ -100,24 +100,26 @@ def richardson_lucy_rows(measurement, kernel, truth, inside, pad: bool) -> list[
     return rows
 
 
-def dip_rows(measurement, kernel, truth, inside, checkpoints, boundary, device) -> list[dict]:
-    """DIP at each checkpoint of one run (no early stopping)."""
+def dip_rows(measurement, kernel, truth, inside, checkpoints, boundary, device,
+             ensemble: int = 1) -> list[dict]:
+    """DIP at each checkpoint of one run (no early stopping), averaging ``ensemble`` fits."""
     volume = measurement.ndim == 3
     layout = dict(axes="ZYX", mode="volume", spacing=(0.3, 0.1, 0.1)) if volume else {}
     rows, start = [], time.perf_counter()
     steps = napari_dip.iterate(measurement, task="deblur", kernel=kernel, noise="poisson",
                                boundary=boundary, iterations=max(checkpoints), early_stop=False,
                                preview_every=math.gcd(*checkpoints), device=device, seed=0,
-                               **layout)
+                               ensemble=ensemble, **layout)
+    label = f"DIP fast, {boundary}" + (f", ensemble={ensemble}" if ensemble > 1 else "")
     for step in steps:
         if step.iteration in checkpoints and step.preview is not None:
-            rows.append({"method": f"DIP fast, {boundary}", "iterations": step.iteration,
+            rows.append({"method": label, "iterations": step.iteration,
                          **scores(step.preview, truth, inside),
                          "seconds": time.perf_counter() - start})
     return rows
 
 
-def bench(name: str, device: str) -> list[dict]:
+def bench(name: str, device: str, ensembles=()) -> list[dict]:
     shape, psf_args, peak, checkpoints, boundaries = CASES[name]
     kernel = napari_dip.psf(**psf_args)
     truth, measurement = acquire(shape, kernel, peak)
@@ -129,6 +131,10 @@ def bench(name: str, device: str) -> list[dict]:
         rows += richardson_lucy_rows(measurement, kernel, truth, inside, pad)
     for boundary in boundaries:
         rows += dip_rows(measurement, kernel, truth, inside, checkpoints, boundary, device)
+    if measurement.ndim == 2:  # ensembles restore planes (a volume runs one 3-D network)
+        for k in ensembles:
+            rows += dip_rows(measurement, kernel, truth, inside, checkpoints, "valid", device,
+                             ensemble=k)
     for row in rows:
         print(name, row)
     return [{**case, **row} for row in rows]
@@ -142,6 +148,8 @@ def main() -> None:
                         help="torch CPU threads (default: torch's own choice)")
     parser.add_argument("--merge", action="store_true",
                         help="replace only these cases' rows in results/deconvolution.json")
+    parser.add_argument("--ensembles", default="",
+                        help="comma-separated K: also DIP (valid) averaging K fits, 2-D cases")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -149,7 +157,8 @@ def main() -> None:
     rows, run = [], machine()
     for name in cases:
         first, begun = len(rows), time.time()
-        rows += bench(name, args.device)
+        rows += bench(name, args.device,
+                      [int(k) for k in args.ensembles.split(",") if k.strip()])
         for row in rows[first:]:
             row.update(run=run, case_seconds=time.time() - begun)
     everything = cases == list(CASES) or args.merge

@@ -36,6 +36,15 @@ from napari_dip.kernels import blur_kernel
 from napari_dip.operators import Blur, Downsample
 
 SIGMA = 25 / 255
+#: ``--ensembles``: extra rows ``ensemble=K`` for each K, on the tasks other than denoising
+#: (which always has its own ensemble rows), beside the default DIP row.
+ENSEMBLES: list[int] = []
+
+
+def dip_rows(label: str, kw: dict) -> list[tuple[str, dict]]:
+    """The DIP row (label, engine options) and one ``ensemble=K`` row per ``--ensembles``."""
+    return [(label, kw)] + [(f"{label}, ensemble={k}", {**kw, "ensemble": k})
+                            for k in ENSEMBLES]
 
 
 def _crop(image: np.ndarray, size: int | None, y: float = 0.5, x: float = 0.5) -> np.ndarray:
@@ -165,7 +174,8 @@ def bench_sr(imgs, device, full, rows):
         est = est[0] if ca is None else est.transpose(1, 2, 0)
         rows.append({**base, **classical("bicubic (antialiased, torch)", np.clip(est, 0, 1),
                                          clean, 0)})
-        for label, kw in [("DIP fast", {}), ("DeepRED-NLM fast", {"method": "deepred"})]:
+        for label, kw in [*dip_rows("DIP fast", {}),
+                          ("DeepRED-NLM fast", {"method": "deepred"})]:
             r = run_engine(low.astype(np.float32), clean, task="super_resolution", factor=4,
                            device=device, **kw)
             rows.append({**base, "method": label, **r})
@@ -196,10 +206,11 @@ def bench_inpaint(imgs, device, full, rows):
         base = {"task": f"inpainting ({mname} mask)", "image": "astronaut"}
         est, t = timed(inpaint_biharmonic, degraded, fill, channel_axis=-1)
         rows.append({**base, **classical("biharmonic", est, clean, t)})
-        r = run_engine(degraded.astype(np.float32), clean, task="inpaint", mask=fill,
-                       device=device)
-        rows.append({**base, "method": "DIP fast", **r})
-        print(rows[-1], flush=True)
+        for label, kw in dip_rows("DIP fast", {}):
+            r = run_engine(degraded.astype(np.float32), clean, task="inpaint", mask=fill,
+                           device=device, **kw)
+            rows.append({**base, "method": label, **r})
+            print(rows[-1], flush=True)
 
 
 def richardson_lucy_circular(blurred: np.ndarray, kernel: np.ndarray, iterations: int
@@ -235,7 +246,8 @@ def bench_deblur(imgs, device, full, rows):
         rows.append({**base, **classical("Wiener (balance 0.01)", np.clip(est, 0, 1), clean, t)})
         est, t = timed(richardson_lucy_circular, blurred, k, 30)
         rows.append({**base, **classical("Richardson-Lucy (30, circular)", est, clean, t)})
-        for label, kw in [("DIP fast", {}), ("DeepRED-NLM fast", {"method": "deepred"})]:
+        for label, kw in [*dip_rows("DIP fast", {}),
+                          ("DeepRED-NLM fast", {"method": "deepred"})]:
             # the data was blurred with the circular operator: the engine models it so
             r = run_engine(blurred.astype(np.float32), clean, task="deblur", kernel=kname,
                            boundary="circular", device=device, **kw)
@@ -261,7 +273,8 @@ def bench_poisson(imgs, device, full, rows):
         + 5 / 8 * np.sqrt(1.5) / d**3 - 1 / 8
     rows.append({**base, "method": "Anscombe + BM3D", "psnr": psnr(inv, clean, peak),
                  "seconds": t})
-    for label, kw in [("DIP fast, Poisson NLL", {"noise": "poisson"}), ("DIP fast, MSE", {})]:
+    for label, kw in [*dip_rows("DIP fast, Poisson NLL", {"noise": "poisson"}),
+                      ("DIP fast, MSE", {})]:
         r = run_engine(counts, clean, device=device, **kw)
         r["psnr"] = r["psnr"] + 20 * np.log10(peak)  # psnr() above assumed range 1
         r.pop("ssim", None)
@@ -315,6 +328,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's own choice)")
     parser.add_argument("--full", action="store_true", help="full-size images (use a GPU)")
+    parser.add_argument("--ensembles", default="",
+                        help="comma-separated K: add 'DIP fast, ensemble=K' rows to the "
+                             "super-resolution, inpainting, deblurring and Poisson tasks")
     parser.add_argument("--merge", action="store_true",
                         help="replace only these tasks' rows in results/quality.json")
     parser.add_argument("--replot", metavar="JSON",
@@ -328,6 +344,7 @@ def main() -> None:
         return
     if args.threads:
         torch.set_num_threads(args.threads)
+    ENSEMBLES[:] = [int(k) for k in args.ensembles.split(",") if k.strip()]
     imgs = images(args.full)
     tasks = args.tasks.split(",")
     rows: list[dict] = []
