@@ -66,7 +66,7 @@ def test_ensemble_of_one_is_the_single_run_bit_for_bit(noisy64):
 
 
 @pytest.mark.auto_ensemble
-def test_auto_averages_two_fits_where_dip_denoises_a_small_plane(noisy64):
+def test_auto_averages_two_fits_where_measured_on_a_small_plane(noisy64):
     noisy, _ = noisy64
     small = restore(noisy, iterations=3)
     assert small.parameters["ensemble"] == 2 and small.uncertainty.shape == noisy.shape
@@ -75,12 +75,20 @@ def test_auto_averages_two_fits_where_dip_denoises_a_small_plane(noisy64):
     np.testing.assert_array_equal(small.image, restore(noisy, iterations=3, ensemble=2).image)
     edge = np.pad(noisy, 18, mode="reflect")  # 100 x 100: still two
     assert restore(edge, iterations=1).parameters["ensemble"] == 2
+    # Poisson denoising and super-resolution (to at most 100 x 100 pixels) too
+    counts = np.round(30 * np.clip(noisy, 0, 1))
+    assert restore(counts, noise="poisson", iterations=1).parameters["ensemble"] == 2
+    assert restore(noisy[:25, :25], task="super_resolution", factor=4,
+                   iterations=1).parameters["ensemble"] == 2
     fits_once = {
         "a larger plane": restore(np.pad(edge, ((0, 1), (0, 0))), iterations=1),
         "DeepRED": restore(noisy, method="deepred", iterations=1),
         "another task": restore(noisy, task="inpaint", mask=noisy > 0.8, iterations=1),
-        "Poisson noise": restore(np.round(30 * np.clip(noisy, 0, 1)), noise="poisson",
-                                 iterations=1),
+        "deblurring": restore(noisy, task="deblur", kernel="uniform", iterations=1),
+        "a super-resolved plane over 100 x 100": restore(
+            noisy[:26, :26], task="super_resolution", factor=4, iterations=1),
+        "Rician noise": restore(np.clip(noisy, 0, 1), noise="rician", noise_sigma=0.1,
+                                iterations=1),
         "a tiled run": restore(edge, tile=64, overlap=16, iterations=1),
         "a volume": restore(np.stack([noisy[:32, :32]] * 8), axes="ZYX", mode="volume",
                             iterations=1),

@@ -91,10 +91,15 @@ def test_ES_WMV_where_no_noise_level_applies(very_noisy64, kwargs):
     assert p["stopping"] == "es-wmv" and "noise_sigma_estimated" not in p
 
 
-def test_poisson_and_no_early_stop_use_no_noise_level(very_noisy64):
+def test_poisson_and_no_early_stop_use_no_gaussian_noise_level(very_noisy64):
     noisy, _ = very_noisy64
     counts = np.random.default_rng(0).poisson(np.clip(noisy, 0, None) * 30).astype(float)
-    assert build_solver(build_request(counts, noise="poisson")).parameters()["stopping"] == "es-wmv"
+    # counts stop at their own (Poisson) noise level, scaled intensities by ES-WMV
+    p = build_solver(build_request(counts, noise="poisson")).parameters()
+    assert p["stopping"] == "discrepancy" and p["discrepancy_noise"] == "poisson"
+    assert "noise_sigma" not in p  # a Poisson variance follows the rate: no one sigma
+    p = build_solver(build_request(counts / 7, noise="poisson")).parameters()
+    assert p["stopping"] == "es-wmv"
     assert build_solver(build_request(noisy, early_stop=False)).parameters()["stopping"] is None
 
 

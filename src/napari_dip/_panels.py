@@ -267,8 +267,8 @@ class DevicePanel(Panel):
             label="ensemble (0: auto)", min=0, max=64, value=0,
             tooltip="fit K networks at once (seeds seed, seed+1, ...) and average them; K > 1 "
                     "also gives an uncertainty layer (their per-pixel standard deviation). "
-                    "0 (auto, the default): 2 for DIP denoising of images up to 100x100 "
-                    "pixels, else 1")
+                    "0 (auto, the default): 2 where DIP denoises (Gaussian or Poisson noise) "
+                    "or super-resolves to at most 100x100 pixels, else 1")
         self.extend(self.controls)
 
 

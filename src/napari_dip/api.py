@@ -47,9 +47,11 @@ _DOC_ARGS = """
     iterations:
         Iteration limit; None takes the preset's.
     early_stop:
-        True: stop at the noise level when there is one (see ``noise_sigma``), otherwise by
-        ES-WMV (windowed moving variance, window 100): once the variance has not reached a
-        new minimum for a quarter of the iteration limit (at least 200, at most 1000
+        True: stop at the noise level when there is one (see ``noise_sigma``; photon
+        counts, ``noise="poisson"`` with whole-number data: when the counts scatter about
+        the estimated rate no more than Poisson noise would), otherwise by ES-WMV
+        (windowed moving variance, window 100): once the variance has not reached a new
+        minimum for a quarter of the iteration limit (at least 200, at most 1000
         steps), return the estimate at the minimum. An integer sets that patience in
         iterations and asks for ES-WMV. False runs every iteration and returns the last
         estimate.
@@ -60,7 +62,8 @@ _DOC_ARGS = """
         principle) and returns that estimate. ``"auto"`` (default): estimated from the
         image (wavelet, patch-covariance and weak-texture estimates,
         :func:`napari_dip.noise_levels.gaussian_sigma`) when denoising, ES-WMV for the
-        other tasks and for Poisson noise. None: always ES-WMV.
+        other tasks (Poisson and Rician noise: their own noise levels, see
+        ``early_stop``). None: always ES-WMV.
     preset:
         ``"fast"`` (small network, laptop friendly, default) or ``"paper"`` (the DIP paper's
         per-task settings).
@@ -68,9 +71,10 @@ _DOC_ARGS = """
         Seeds network weights, input and perturbations; CPU runs repeat bit for bit.
     ensemble:
         Number of fits to average, 1 to 64 (``method="dip"``, 2-D planes and tiles; not
-        ``mode="volume"``), or ``"auto"`` (default): 2 when DIP denoises Gaussian noise in
-        planes of at most 100 x 100 pixels (untiled), where two fits gained about 0.3 dB
-        over one for 1.3-1.7 times the time (``benchmarks/results/quality.md``), else 1;
+        ``mode="volume"``), or ``"auto"`` (default): 2 when DIP denoises (Gaussian or Poisson
+        noise) or super-resolves, to planes of at most 100 x 100 pixels (untiled), where
+        two fits gained 0.3-0.9 dB over one (barbara's x4 super-resolution: nothing) for
+        1.15-1.7 times the time (``benchmarks/results/quality.md``), else 1;
         the number used is in ``result.parameters["ensemble"]``. K > 1 runs K fits with
         seeds ``seed``, ``seed + 1``, ... as one batched network (grouped convolutions;
         member k starts as the single run with seed + k would), returns their mean as

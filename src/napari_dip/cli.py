@@ -139,8 +139,9 @@ def add_restore_options(r: argparse.ArgumentParser) -> None:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--ensemble", type=_ensemble, default=None, metavar="K",
                    help="average K fits (seeds SEED..SEED+K-1, run as one batched network; "
-                        "1 to 64; default auto: 2 for DIP denoising of images up to "
-                        "100x100 pixels, else 1); --uncertainty needs K >= 2 given")
+                        "1 to 64; default auto: 2 where DIP denoises (Gaussian or Poisson "
+                        "noise) or super-resolves to at most 100x100 pixels, else 1); "
+                        "--uncertainty needs K >= 2 given")
     r.add_argument("--noise", choices=NOISE_MODELS, default=None,
                    help="noise model (default gaussian; poisson for photon counts, "
                         "rician for magnitude MRI)")

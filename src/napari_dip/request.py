@@ -52,14 +52,21 @@ SR_FACTORS = TASKS["super_resolution"].factors
 MAX_SEED = 2**63 - 1
 #: Most fits an ensemble averages (``ensemble=``).
 MAX_ENSEMBLE = 64
-#: ``ensemble="auto"`` (the default) averages this many fits when DIP denoises planes of at
-#: most AUTO_ENSEMBLE_MAX_PIXELS pixels, and one fit otherwise. On the 96 px crops of
-#: ``benchmarks/quality.py`` two fits gained 0.29-0.32 dB over one (camera, astronaut,
-#: barbara) for 1.3-1.7 times the wall time (47-59 s on a 2-core CPU), small networks
-#: leaving threads idle; a 128 px plane takes 40-55 s with one fit there, so two would pass
-#: a minute. Other tasks and noise models were not measured with ensembles: one fit.
+#: ``ensemble="auto"`` (the default) averages this many fits where DIP restores planes of
+#: at most AUTO_ENSEMBLE_MAX_PIXELS pixels (the estimate's: a super-resolved plane counts
+#: at its output size) for a (task, noise model) of AUTO_ENSEMBLE_CASES, and one fit
+#: otherwise. On the 96 px crops of ``benchmarks/quality.py`` two fits gained, over one:
+#: Gaussian denoising 0.29-0.32 dB (camera, astronaut, barbara) for 1.3-1.7 times the wall
+#: time (47-59 s on a 2-core CPU), small networks leaving threads idle; super-resolution x4
+#: +0.27, +0.27 and -0.01 dB for 1.15-1.5 times; Poisson denoising (the cell at peak 30,
+#: Hubble crops of 64 and 96 px, ``benchmarks/results/poisson-stopping.md``) +0.35 to +0.89
+#: dB. Deblurring gained 0.04-0.14 dB for 1.5 times the time: one fit. A 128 px plane
+#: takes 40-55 s with one fit, so two would pass a minute. Tasks and noise models not
+#: measured with ensembles (inpainting, Rician noise) fit once.
 AUTO_ENSEMBLE = 2
 AUTO_ENSEMBLE_MAX_PIXELS = 100 * 100
+AUTO_ENSEMBLE_CASES = frozenset({("denoise", "gaussian"), ("denoise", "poisson"),
+                                 ("super_resolution", "gaussian")})
 #: Fewest distinct float32 values the result must be able to take across the image's range
 #: (the result is float32): below this, the data must be offset or scaled first.
 MIN_LEVELS = 256
@@ -239,12 +246,14 @@ def check_numbers(iterations, preview_every, early_stop, seed):
 
 
 def auto_ensemble(method: Method, task: str, noise: str, volume: bool, part_shape,
-                  tile) -> int:
-    """What ``ensemble="auto"`` averages: AUTO_ENSEMBLE fits for DIP denoising of Gaussian
-    noise in untiled 2-D planes of at most AUTO_ENSEMBLE_MAX_PIXELS pixels (where it was
-    measured), else one."""
-    small = tile is None and part_shape[-2] * part_shape[-1] <= AUTO_ENSEMBLE_MAX_PIXELS
-    measured = method.ensemble and task == "denoise" and noise == "gaussian"
+                  tile, factor: int = 1) -> int:
+    """What ``ensemble="auto"`` averages: AUTO_ENSEMBLE fits where DIP restores untiled 2-D
+    planes whose estimate has at most AUTO_ENSEMBLE_MAX_PIXELS pixels (``part_shape``, the
+    input plane, times ``factor`` along each axis) for a task and noise model of
+    AUTO_ENSEMBLE_CASES (where it was measured), else one."""
+    pixels = part_shape[-2] * part_shape[-1] * factor * factor
+    small = tile is None and pixels <= AUTO_ENSEMBLE_MAX_PIXELS
+    measured = method.ensemble and (task, noise) in AUTO_ENSEMBLE_CASES
     return AUTO_ENSEMBLE if measured and small and not volume else 1
 
 
@@ -652,7 +661,7 @@ def build_plan(image, task: str = "denoise", method: str = "dip", *, axes: str |
                           the_task.volume_factors if layout.volume else None)
     part_shape = arr.shape[len(layout.iterated) + 1:]  # (H, W) or (D, H, W)
     if ensemble == "auto":
-        ensemble = auto_ensemble(the_method, task, noise, layout.volume, part_shape, tile)
+        ensemble = auto_ensemble(the_method, task, noise, layout.volume, part_shape, tile, factor)
     kernel_array, kernel_name = check_kernel(the_task, kernel, part_shape, layout.volume)
     boundary = check_boundary(the_task, boundary, tile)
     min_overlap = kernel_overlap(kernel_array, boundary, tile, overlap)

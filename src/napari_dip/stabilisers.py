@@ -1,7 +1,8 @@
 """Small objects the optimisation loop consults every step; shared by DIP and DeepRED.
 
-The stopping rules (:class:`EarlyStopping` = ES-WMV, :class:`Discrepancy` and its Rician
-version :class:`RicianDiscrepancy`, :class:`NoStopping`)
+The stopping rules (:class:`EarlyStopping` = ES-WMV, :class:`Discrepancy` and its versions
+for signal-dependent noise, :class:`RicianDiscrepancy` and :class:`PoissonDiscrepancy`,
+:class:`NoStopping`)
 share one interface, so the loop has no special cases: ``observe(iteration, out, estimate,
 loss)`` after every step (``out``: the step's network output, an ensemble's K members
 stacked; ``loss``: the data term, an ensemble's members' mean; returns the ES-WMV
@@ -293,56 +294,48 @@ class Discrepancy:
                 "discrepancy_reached_at": self.reached_at}
 
 
-class RicianDiscrepancy(Discrepancy):
-    """The discrepancy principle for magnitude (Rician) data: stop once the measured
-    magnitudes ``m`` scatter about the Rician mean of the network's noise-free estimate
-    ``nu = A(out)`` no more than Rician noise would::
+class MomentDiscrepancy(Discrepancy):
+    """The discrepancy principle for noise whose variance follows the signal: stop once the
+    measurement ``y`` scatters about the mean the noise model predicts from the network's
+    noise-free estimate ``nu = A(out)`` no more than that noise would::
 
-        mean_w((m - E[m | nu])^2)  <=  factor * mean_w(Var[m | nu]),
-        Var[m | nu] = nu^2 + 2 sigma^2 - E[m | nu]^2
+        mean_w((y - E[y | nu])^2)  <=  factor * mean_w(Var[y | nu])
 
-    both sides averaged over the last ``window`` steps, ``mean_w`` over the pixels that
-    hold data (``weight``, None: all). The moments are
-    :func:`napari_dip.likelihoods.rician_moments` (Gudbjartsson & Patz 1995; Koay & Basser
-    2006). At high SNR this is the Gaussian rule at ``sigma^2``; where the signal is zero
-    the bound falls to ``(2 - pi/2) sigma^2`` and the residual is taken about the noise
-    floor ``sigma sqrt(pi/2)``, not about 0, so the background's floor is not fitted as
-    signal.
+    both sides averaged over the last ``window`` steps, ``mean_w`` over the values that
+    hold data (``weight``, None: all). Subclasses give the noise model's :meth:`moments`.
 
-    ``factor`` (default :attr:`FACTOR` = 0.9): the residual is that of the network's
-    output this step (perturbed input), while the run returns the exponential average of
-    the outputs, which lags behind it; when the output's residual reaches the variance the
-    average has not yet, and stopping there (factor 1) returned estimates 0.1-0.8 dB below
-    the best step on the MRI runs of ``benchmarks/results/mri.md`` (anatomical slice at
-    sigma 0.10, three seeds; the phantom at sigma 0.10); 0.9 came within 0.1 dB of the best
-    step on all of them, 0.8-0.85 stopped too late on the phantom. Taking the residual of
-    the average instead stopped earlier still (it fits the data more smoothly): 0.5-2.6 dB
-    below the best step.
+    ``factor`` (default :attr:`FACTOR`: 0.9 here and for Rician data, 1 for Poisson data,
+    each measured): the residual is that of the network's output this step (perturbed
+    input), while the run returns the exponential average of the outputs, which lags behind
+    it; when the output's residual reaches the variance the average has not yet. On the
+    Rician runs of ``benchmarks/results/mri.md`` (anatomical
+    slice at sigma 0.10, three seeds; the phantom at sigma 0.10) factor 1 returned estimates
+    0.1-0.8 dB below the best step, 0.9 came within 0.1 dB on all of them, 0.8-0.85 stopped
+    too late on the phantom. Taking the residual of the average instead stopped earlier
+    still (it fits the data more smoothly): 0.5-2.6 dB below the best step.
 
-    ``y``: the measured magnitudes as the likelihood sees them (the padded, normalised
-    measurement); ``sigma``: the noise's standard deviation per real/imaginary component in
-    the same units; ``operator``: ``A`` (None: the identity, denoising); ``weight``: 1 where
-    the measurement holds data, broadcastable to ``y``. Thresholds and statistics are in
-    ``y``'s units squared; they are not the loss the steps report (the Rician negative
+    ``y``: the measurement as the likelihood sees it (the padded, normalised data);
+    ``operator``: ``A`` (None: the identity, denoising); ``weight``: 1 where the measurement
+    holds data, broadcastable to ``y``; ``initial``: the bound before the first window, in
+    ``y``'s units squared. The statistics are not the loss the steps report (a negative
     log-likelihood), so :meth:`progress` gives ``expected_stop`` but no ``threshold``.
     Everything stays on ``y``'s device (float64 where it has it): :meth:`observe` never
     waits for it.
     """
 
     statistic_is_loss = False
-    #: The default ``factor`` on the mean Rician variance (see above).
+    #: The default ``factor`` on the mean variance (see above).
     FACTOR = 0.9
+    #: The noise model, as the run's record names it.
+    noise = ""
 
-    def __init__(self, y: torch.Tensor, sigma: float, operator=None,
+    def __init__(self, y: torch.Tensor, initial: float, operator=None,
                  weight: torch.Tensor | None = None, window: int = 20,
                  factor: float = FACTOR):
-        if not sigma > 0:
-            raise ValueError(f"the Rician discrepancy needs sigma > 0, got {sigma!r}")
+        what = f"the {self.noise.capitalize()} discrepancy"
         if not factor > 0:
-            raise ValueError(f"the Rician discrepancy's factor must be > 0, got {factor!r}")
-        # the threshold before the first window: the high-SNR bound, factor * sigma^2
-        super().__init__(factor * float(sigma) ** 2, window)
-        self.sigma = float(sigma)
+            raise ValueError(f"{what}'s factor must be > 0, got {factor!r}")
+        super().__init__(factor * initial, window)
         self.factor = float(factor)
         dtype = torch.float32 if y.device.type == "mps" else torch.float64
         self._dtype = dtype
@@ -351,8 +344,12 @@ class RicianDiscrepancy(Discrepancy):
         if weight is not None:
             weight = torch.as_tensor(weight, device=y.device).to(dtype).expand_as(self._y)
             if not float(weight.sum()) > 0:
-                raise ValueError("the Rician discrepancy needs at least one measured value")
+                raise ValueError(f"{what} needs at least one measured value")
         self._weight = weight
+
+    def moments(self, nu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(E[y | nu], Var[y | nu]) elementwise, in ``y``'s units and their square."""
+        raise NotImplementedError
 
     def _average(self, x: torch.Tensor) -> torch.Tensor:
         if self._weight is None:
@@ -361,14 +358,12 @@ class RicianDiscrepancy(Discrepancy):
         return (x * self._weight).sum() / self._weight.sum()
 
     def statistics(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean squared residual about the Rician mean, mean Rician variance) of the
-        network output ``out``: 0-d tensors in ``y``'s units squared (the bound the rule
-        stops at is ``factor`` times the second)."""
-        from .likelihoods import rician_moments
-
+        """(mean squared residual about the predicted mean, mean variance) of the network
+        output ``out``: 0-d tensors in ``y``'s units squared (the bound the rule stops at is
+        ``factor`` times the second)."""
         with torch.no_grad():
             nu = out.detach() if self._operator is None else self._operator(out.detach())
-            mean, variance = rician_moments(nu.to(self._dtype), self.sigma)
+            mean, variance = self.moments(nu.to(self._dtype))
             # an ensemble's members (K, C, ...) against y (1, C, ...): their mean statistic
             return self._average((self._y - mean) ** 2), self._average(variance)
 
@@ -378,24 +373,108 @@ class RicianDiscrepancy(Discrepancy):
         self.update(iteration, residual, self.factor * variance)
 
     def parameters(self) -> dict:
-        return {**super().parameters(), "discrepancy_noise": "rician",
+        return {**super().parameters(), "discrepancy_noise": self.noise,
                 "discrepancy_factor": self.factor}
 
 
-def rician_discrepancy(problem, sigma: float, window: int = 20,
-                       factor: float = RicianDiscrepancy.FACTOR) -> RicianDiscrepancy:
-    """The :class:`RicianDiscrepancy` of a solver's problem (a
-    :class:`napari_dip.problem.Problem`: its padded normalised ``y`` and its operator, whose
-    ``known`` (inpainting) or ``measured`` (a valid boundary) says where ``y`` holds data);
-    ``sigma`` in the network's normalised units (the image's sigma / ``scaling.scale``)."""
-    operator = problem.operator
+class RicianDiscrepancy(MomentDiscrepancy):
+    """The discrepancy principle for magnitude (Rician) data (:class:`MomentDiscrepancy`
+    with the Rician moments of :func:`napari_dip.likelihoods.rician_moments`; Gudbjartsson
+    & Patz 1995, Koay & Basser 2006)::
+
+        mean_w((m - E[m | nu])^2)  <=  factor * mean_w(Var[m | nu]),
+        Var[m | nu] = nu^2 + 2 sigma^2 - E[m | nu]^2
+
+    At high SNR this is the Gaussian rule at ``sigma^2``; where the signal is zero the bound
+    falls to ``(2 - pi/2) sigma^2`` and the residual is taken about the noise floor
+    ``sigma sqrt(pi/2)``, not about 0, so the background's floor is not fitted as signal.
+    ``sigma``: the noise's standard deviation per real/imaginary component in ``y``'s units.
+    """
+
+    noise = "rician"
+
+    def __init__(self, y: torch.Tensor, sigma: float, operator=None,
+                 weight: torch.Tensor | None = None, window: int = 20,
+                 factor: float = MomentDiscrepancy.FACTOR):
+        if not sigma > 0:
+            raise ValueError(f"the Rician discrepancy needs sigma > 0, got {sigma!r}")
+        # the bound before the first window: the high-SNR one, factor * sigma^2
+        super().__init__(y, float(sigma) ** 2, operator, weight, window, factor)
+        self.sigma = float(sigma)
+
+    def moments(self, nu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from .likelihoods import rician_moments
+
+        return rician_moments(nu, self.sigma)
+
+
+class PoissonDiscrepancy(MomentDiscrepancy):
+    """The discrepancy principle for photon counts (:class:`MomentDiscrepancy` with the
+    Poisson moments ``E[y | nu] = nu``, ``Var[y | nu] = nu``): stop once the counts scatter
+    about the estimated rate no more than Poisson noise would. This is Morozov's rule with
+    the Poisson variance; Bertero, Boccacci, Talenti, Zanella and Zanni ("A discrepancy
+    principle for Poisson data", Inverse Problems 26, 2010) state it with the Kullback-Leibler
+    divergence, whose expectation of 1/2 per value holds only at large counts, while the
+    variance's expectation is exact at any rate.
+
+    ``unit``: one count in ``y``'s units (the data are counts / scale, so ``Var[y | nu] =
+    nu * unit``); the data must be photon counts (or counts times a known gain folded into
+    ``unit``), not arbitrary intensities.
+
+    ``factor`` defaults to 1, the plain principle, not the Rician rule's 0.9: on the Poisson
+    cases of ``benchmarks/results/poisson-stopping.md`` (a cell at peak 30, Hubble crops at
+    peak 30 and 100; one fit and ensembles of 2 and 4) factor 1 kept estimates 0.01-0.19 dB
+    below the run's best, 0.9 up to 1.13 dB (it waits while the cell's smooth background
+    takes up its noise) and ES-WMV, the rule before, up to 0.83 dB.
+    """
+
+    noise = "poisson"
+    FACTOR = 1.0
+
+    def __init__(self, y: torch.Tensor, unit: float, operator=None,
+                 weight: torch.Tensor | None = None, window: int = 20,
+                 factor: float = FACTOR):
+        if not unit > 0:
+            raise ValueError(f"the Poisson discrepancy needs a count unit > 0, got {unit!r}")
+        self.unit = float(unit)
+        # the bound before the first window: the variance if the rate were the data
+        super().__init__(y, max(float(y.clamp_min(0).mean()), 1e-12) * self.unit, operator,
+                         weight, window, factor)
+
+    def moments(self, nu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rate = nu.clamp_min(0)
+        return rate, rate * self.unit
+
+
+def _data_weight(operator) -> torch.Tensor | None:
+    """1 where an operator's measurement holds data (its ``known`` pixels for inpainting,
+    its ``measured`` region for a valid boundary), None where it all does."""
     weight = None
     for name in ("known", "measured"):
         mask = getattr(operator, name, None)
         if isinstance(mask, torch.Tensor):
             weight = mask if weight is None else weight * mask
-    return RicianDiscrepancy(problem.y, sigma, operator=operator, weight=weight,
-                             window=window, factor=factor)
+    return weight
+
+
+def rician_discrepancy(problem, sigma: float, window: int = 20,
+                       factor: float = RicianDiscrepancy.FACTOR) -> RicianDiscrepancy:
+    """The :class:`RicianDiscrepancy` of a solver's problem (a
+    :class:`napari_dip.problem.Problem`: its padded normalised ``y`` and its operator);
+    ``sigma`` in the network's normalised units (the image's sigma / ``scaling.scale``)."""
+    return RicianDiscrepancy(problem.y, sigma, operator=problem.operator,
+                             weight=_data_weight(problem.operator), window=window,
+                             factor=factor)
+
+
+def poisson_discrepancy(problem, window: int = 20,
+                        factor: float = PoissonDiscrepancy.FACTOR) -> PoissonDiscrepancy:
+    """The :class:`PoissonDiscrepancy` of a solver's problem whose data are photon counts
+    (one count is ``1 / scaling.scale`` in the network's units)."""
+    return PoissonDiscrepancy(problem.y, 1.0 / problem.scaling.scale,
+                              operator=problem.operator,
+                              weight=_data_weight(problem.operator), window=window,
+                              factor=factor)
 
 
 class NoStopping:

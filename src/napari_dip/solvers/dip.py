@@ -46,8 +46,10 @@ from ..stabilisers import (
     EarlyStopping,
     ExponentialAverage,
     NoStopping,
+    PoissonDiscrepancy,
     RicianDiscrepancy,
     default_patience,
+    poisson_discrepancy,
     rician_discrepancy,
 )
 from ..tasks import TASKS, get_noise_model
@@ -113,6 +115,31 @@ def rician_stopping(solver) -> RicianDiscrepancy | None:
                               solver.likelihood_sigma / solver.problem.scaling.scale)
 
 
+def photon_counts(image: np.ndarray) -> bool:
+    """Whether ``image`` holds photon counts: whole numbers, none negative. Only then does
+    the Poisson variance (one count's) give a noise level; intensities in other units (a
+    camera's gain, normalised data) leave the Poisson likelihood right but its variance
+    unknown."""
+    image = np.asarray(image)
+    if image.dtype.kind in "ui":
+        return bool(image.min() >= 0) if image.size else False
+    return bool(image.size and np.all(image >= 0) and np.all(image == np.round(image)))
+
+
+def poisson_stopping(solver) -> PoissonDiscrepancy | None:
+    """The discrepancy principle for photon counts (:class:`PoissonDiscrepancy`: the counts'
+    scatter about the estimated rate reaches the Poisson variance, times its factor) where the
+    noise model is Poisson, the data are counts (:func:`photon_counts`) and early stopping
+    is on without an ES-WMV patience or ``noise_sigma=None``; else None (ES-WMV decides)."""
+    r = solver.request
+    if r.noise != "poisson" or r.early_stop is not True or r.patience is not None \
+            or r.noise_sigma is None \
+            or not (solver.method.stops_at_noise_level and solver.task.squared_residual) \
+            or not photon_counts(r.image):
+        return None
+    return poisson_discrepancy(solver.problem)
+
+
 #: Networks whose finest scale has at most this many channels run channels-last. Narrow
 #: 2-D networks (the fast presets) ran 8-14 % faster so at 128² on two of the four CPUs
 #: measured and up to 25 % slower on another; the paper's 128-channel network ran 10-20 %
@@ -167,21 +194,21 @@ class DIPSolver:
         return self.method.name
 
     def _stopping_rule(self):
-        """The discrepancy principle where there is a noise level (Rician data: its own,
-        :func:`rician_stopping`), else ES-WMV when early stopping is on, else none."""
+        """The discrepancy principle where there is a noise level (Rician data, photon counts:
+        :func:`rician_stopping`, :func:`poisson_stopping`), else ES-WMV or none."""
         request = self.request
         if self.noise_sigma is not None:
             # The data term is a mean over the whole (padded) measurement, which carries data
-            # only where it is known (inpainting).
+            # only where it is known (inpainting) and measured (not a valid boundary's margin).
             known = 1.0 if request.mask is None else float(1 - request.mask.mean())
-            # a valid boundary's margin holds no data either
             known *= self.problem.operator.measured_fraction
             threshold = (self.noise_sigma / self.problem.scaling.scale) ** 2 * known
             if threshold > 0:
                 return Discrepancy(threshold)
             self.noise_sigma = None
-        if (rician := rician_stopping(self)) is not None:
-            return rician
+        for noise_level_rule in (rician_stopping, poisson_stopping):
+            if (rule := noise_level_rule(self)) is not None:
+                return rule
         if request.early_stop:
             return EarlyStopping(
                 window=100, patience=request.patience or default_patience(self.iterations),
@@ -409,7 +436,7 @@ class DIPSolver:
             "version": __version__,
         }
         params.update(self.stopping.parameters())
-        if self.discrepancy is not None:
+        if self.discrepancy is not None and self.noise_sigma is not None:  # Gaussian's sigma
             params.update(noise_sigma=self.noise_sigma,
                           noise_sigma_estimated=self.noise_sigma_estimated)
         if self.likelihood_sigma is not None:  # the likelihood's own (Rician) sigma
