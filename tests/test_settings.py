@@ -317,7 +317,12 @@ def _result(ran, stopped_at, elapsed=3.2, parts=None, limit=None, **parameters):
      "stopped by ES-WMV at iteration 1212, kept 912"),
     (_result(1500, 1477, limit=1500, stopping="es-wmv"),
      "reached the limit (1500 iterations), ES-WMV kept 1477"),
-], ids=["limit", "noise level", "limit before the noise level", "ES-WMV", "limit, ES-WMV"])
+    (_result(1150, 400, limit=3000, stopping="held-out"),
+     "stopped by the held-out pixels at iteration 1150, kept 400"),
+    (_result(3000, 2990, limit=3000, stopping="held-out"),
+     "reached the limit (3000 iterations), the held-out pixels kept 2990"),
+], ids=["limit", "noise level", "limit before the noise level", "ES-WMV", "limit, ES-WMV",
+        "held-out", "limit, held-out"])
 def test_how_a_run_stopped_is_said_honestly(result, text):
     assert how_it_stopped(result) == text
 

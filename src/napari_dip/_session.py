@@ -261,8 +261,8 @@ def _plural(n: int, word: str) -> str:
 
 def how_it_stopped(result) -> str:
     """Why a run ended, in words: "reached the limit (1500 iterations)", "stopped at the
-    noise level at 498", "stopped by ES-WMV at 1212, kept 912"; for stacks and tiles, how
-    many parts stopped early."""
+    noise level at 498", "stopped by ES-WMV at 1212, kept 912" (inpainting: "by the
+    held-out pixels"); for stacks and tiles, how many parts stopped early."""
     parts = [p for p in (getattr(result, "parts", None) or []) if not p.get("skipped")]
     if parts or getattr(result, "parts", None):
         return _parts_stopped(result)
@@ -273,13 +273,14 @@ def how_it_stopped(result) -> str:
     rule = params.get("stopping")
     if rule == "discrepancy" and params.get("discrepancy_reached_at") is not None:
         return f"stopped at the noise level at iteration {n}"
-    if rule == "es-wmv" and not at_limit:
-        return f"stopped by ES-WMV at iteration {n}, kept {kept}"
+    by = {"es-wmv": "ES-WMV", "held-out": "the held-out pixels"}.get(rule)
+    if by and not at_limit:
+        return f"stopped by {by} at iteration {n}, kept {kept}"
     text = f"reached the limit ({_plural(n, 'iteration')})"
     if rule == "discrepancy":
         text += " before the noise level"
-    elif rule == "es-wmv" and kept != n:
-        text += f", ES-WMV kept {kept}"
+    elif by and kept != n:
+        text += f", {by} kept {kept}"
     return text
 
 

@@ -140,6 +140,20 @@ def poisson_stopping(solver) -> PoissonDiscrepancy | None:
     return poisson_discrepancy(solver.problem)
 
 
+def held_out_stopping(solver):
+    """Inpainting's rule (:class:`napari_dip.held_out.HeldOut`: keep the estimate that best
+    predicts a hidden share of the known pixels) where early stopping is on without an
+    ES-WMV patience or ``noise_sigma=None`` and the method returns the estimate its rule
+    keeps (DIP); else None (ES-WMV decides). Hides those pixels from the problem."""
+    r = solver.request
+    if r.task != "inpaint" or r.early_stop is not True or r.patience is not None \
+            or r.noise_sigma is None or not solver.method.keeps_minimum_variance:
+        return None
+    from ..held_out import hold_out
+
+    return hold_out(solver.problem, default_patience(solver.iterations), r.seed)
+
+
 #: Networks whose finest scale has at most this many channels run channels-last. Narrow
 #: 2-D networks (the fast presets) ran 8-14 % faster so at 128² on two of the four CPUs
 #: measured and up to 25 % slower on another; the paper's 128-channel network ran 10-20 %
@@ -194,8 +208,8 @@ class DIPSolver:
         return self.method.name
 
     def _stopping_rule(self):
-        """The discrepancy principle where there is a noise level (Rician data, photon counts:
-        :func:`rician_stopping`, :func:`poisson_stopping`), else ES-WMV or none."""
+        """The discrepancy principle at a noise level, the rules of :func:`rician_stopping`,
+        :func:`poisson_stopping`, :func:`held_out_stopping`, else ES-WMV or none."""
         request = self.request
         if self.noise_sigma is not None:
             # The data term is a mean over the whole (padded) measurement, which carries data
@@ -206,8 +220,8 @@ class DIPSolver:
             if threshold > 0:
                 return Discrepancy(threshold)
             self.noise_sigma = None
-        for noise_level_rule in (rician_stopping, poisson_stopping):
-            if (rule := noise_level_rule(self)) is not None:
+        for special in (rician_stopping, poisson_stopping, held_out_stopping):
+            if (rule := special(self)) is not None:
                 return rule
         if request.early_stop:
             return EarlyStopping(
