@@ -10,6 +10,7 @@ import torch
 from conftest import psnr
 
 from napari_dip import iterate, restore, samples
+from napari_dip.drivers import drain
 from napari_dip.solvers.dip import photon_counts
 from napari_dip.stabilisers import (
     Discrepancy,
@@ -139,16 +140,13 @@ def test_a_poisson_run_stops_by_the_rule_near_its_best_step():
     sample = samples.hubble(size=48)
     peak = float(sample.truth.max())
     previews = {}
-    steps = iterate(sample.degraded, noise="poisson", iterations=1500, preview_every=25,
-                    seed=0)
-    while True:
-        try:
-            step = next(steps)
-        except StopIteration as stop:
-            result = stop.value
-            break
+
+    def record(step):
         if step.preview is not None:
             previews[step.iteration] = psnr(step.preview, sample.truth, peak)
+
+    result = drain(iterate(sample.degraded, noise="poisson", iterations=1500,
+                           preview_every=25, seed=0), record)
     kept = psnr(result.image, sample.truth, peak)
     assert result.parameters["stopping"] == "discrepancy"
     assert result.stopped_at < 1000
