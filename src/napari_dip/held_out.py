@@ -25,6 +25,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .stabilisers import RunningMinimum
+
 #: Share of the known pixels held out.
 FRACTION = 0.05
 #: Fewest known pixels an image needs for the rule (fewer: ES-WMV decides).
@@ -58,13 +60,16 @@ class HeldOut:
         self.pixels = int(self._held.sum())
         if self.pixels == 0:
             raise ValueError("the held-out rule needs at least one held-out pixel")
-        self._best_error: torch.Tensor | None = None
-        self._best_iteration: torch.Tensor | None = None
-        self.kept_estimate: torch.Tensor | None = None
+        self._minimum = RunningMinimum()
+
+    @property
+    def kept_estimate(self) -> torch.Tensor | None:
+        """The estimate that predicted the held-out pixels best so far, unblended."""
+        return self._minimum.estimate
 
     @property
     def best_iteration(self) -> int | None:
-        return None if self._best_iteration is None else int(self._best_iteration)
+        return self._minimum.best_iteration
 
     def error(self, estimate: torch.Tensor) -> torch.Tensor:
         """Mean squared error at the held-out pixels of ``estimate`` (an ensemble's members
@@ -74,16 +79,7 @@ class HeldOut:
 
     def observe(self, iteration: int, out: torch.Tensor, estimate: torch.Tensor,
                 loss: torch.Tensor) -> None:
-        error = self.error(estimate.detach())
-        it = torch.full((), iteration, device=error.device)  # a fill, not a host copy
-        if self._best_error is None:
-            self._best_error, self._best_iteration = error, it
-            self.kept_estimate = estimate.detach().clone()
-            return
-        new = error < self._best_error
-        self._best_error = torch.where(new, error, self._best_error)
-        self._best_iteration = torch.where(new, it, self._best_iteration)
-        self.kept_estimate = torch.where(new, estimate.detach(), self.kept_estimate)
+        self._minimum.update(iteration, self.error(estimate.detach()), estimate)
 
     def should_stop(self, iteration: int) -> bool:
         best = self.best_iteration
@@ -100,16 +96,15 @@ class HeldOut:
         return estimate, self.best_iteration
 
     def _blend(self, estimate: torch.Tensor) -> torch.Tensor:
-        held = self._held[0, 0] > 0
-        fit_known = self.known[0, 0] > 0
+        held = (self._held[0, 0] > 0).cpu().numpy()
+        fit_known = (self.known[0, 0] > 0).cpu().numpy()
         y = self._y[0].double().cpu().numpy()
-        mean = estimate.mean(dim=0)[..., held] if estimate.shape[0] > 1 else estimate[0][..., held]
+        mean = estimate.mean(dim=0).double().cpu().numpy()  # an ensemble's mean; or the one
         # the biharmonic fill from the fit's data alone predicts the held-out pixels as the
         # network had to: the two predictions there give the weight
-        cv = biharmonic(y, ~fit_known.cpu().numpy())
-        self.weight = blend_weight(mean.double().cpu().numpy(), cv[..., held.cpu().numpy()],
-                                   y[..., held.cpu().numpy()])
-        full = biharmonic(y, ~(fit_known | held).cpu().numpy())  # every known pixel
+        cv = biharmonic(y, ~fit_known)
+        self.weight = blend_weight(mean[..., held], cv[..., held], y[..., held])
+        full = biharmonic(y, ~(fit_known | held))  # every known pixel
         fill = torch.as_tensor(full[None], dtype=estimate.dtype, device=estimate.device)
         return self.weight * estimate + (1 - self.weight) * fill
 
@@ -152,15 +147,12 @@ def hold_out(problem, patience: int, seed: int, fraction: float = FRACTION
     None (nothing hidden) where the image has fewer than MIN_KNOWN known pixels. ``seed``
     draws them (a numpy generator of its own: the run's random streams are untouched)."""
     known = problem.operator.known  # (1, 1, ...) float, 1 = known
-    inside = torch.zeros_like(known, dtype=torch.bool)
-    inside[(slice(None), slice(None), *problem.crop)] = True
-    candidates = (known > 0) & inside
-    if int(candidates.sum()) < MIN_KNOWN:
-        return None
-    region = (0, 0, *problem.crop)
+    region = (0, 0, *problem.crop)  # the image inside its padding
     image_known = (known[region] > 0).cpu().numpy()
+    if int(image_known.sum()) < MIN_KNOWN:
+        return None
     draw = np.random.default_rng(seed).random(image_known.shape)
-    held = torch.zeros_like(candidates)
+    held = torch.zeros_like(known, dtype=torch.bool)
     held[region] = torch.as_tensor(image_known & (draw < fraction), device=known.device)
     problem.operator.known.mul_((~held).to(known.dtype))
     rule = HeldOut(problem.y, held, patience, fraction, known=problem.operator.known.clone())

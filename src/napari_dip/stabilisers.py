@@ -73,6 +73,34 @@ class Backtracking:
         return False
 
 
+class RunningMinimum:
+    """The smallest of a stream of 0-d values, the iteration it came at and the estimate
+    recorded with it, all kept on the values' device (``torch.where``, no host sync until
+    :attr:`best_iteration` is read). Shared by the rules that return the estimate at a
+    minimum (ES-WMV's variance, :class:`napari_dip.held_out.HeldOut`'s error)."""
+
+    def __init__(self):
+        self.value: torch.Tensor | None = None
+        self.iteration: torch.Tensor | None = None
+        #: The estimate at the minimum so far (None before the first value).
+        self.estimate: torch.Tensor | None = None
+
+    @property
+    def best_iteration(self) -> int | None:
+        return None if self.iteration is None else int(self.iteration)
+
+    def update(self, iteration: int, value: torch.Tensor, estimate: torch.Tensor) -> None:
+        it = torch.full((), iteration, device=value.device)  # a fill, not a host copy
+        if self.value is None:
+            self.value, self.iteration = value, it
+            self.estimate = estimate.detach().clone()
+            return
+        new = value < self.value
+        self.value = torch.where(new, value, self.value)
+        self.iteration = torch.where(new, it, self.iteration)
+        self.estimate = torch.where(new, estimate.detach(), self.estimate)
+
+
 class EarlyStopping:
     """ES-WMV: early stopping by windowed moving variance (Wang, Li, Zhuang, Chen, Liang, Sun,
     "Early Stopping for Deep Image Prior", TMLR 2023).
@@ -96,18 +124,21 @@ class EarlyStopping:
         self._buffer: torch.Tensor | None = None
         self._sum = self._sumsq = None
         self._count = 0
-        self._best_variance: torch.Tensor | None = None
-        self._best_iteration: torch.Tensor | None = None
-        #: The estimate at the minimum-variance iteration so far (None until the window fills).
-        self.kept_estimate: torch.Tensor | None = None
+        self._minimum = RunningMinimum()
+
+    @property
+    def kept_estimate(self) -> torch.Tensor | None:
+        """The estimate at the minimum-variance iteration so far (None until the window
+        fills)."""
+        return self._minimum.estimate
 
     @property
     def best_iteration(self) -> int | None:
-        return None if self._best_iteration is None else int(self._best_iteration)
+        return self._minimum.best_iteration
 
     @property
     def best_variance(self) -> float:
-        return math.inf if self._best_variance is None else float(self._best_variance)
+        return math.inf if self._minimum.value is None else float(self._minimum.value)
 
     def _sample(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.detach().reshape(-1)
@@ -143,15 +174,7 @@ class EarlyStopping:
             return None
         mean = self._sum / self.window
         variance = (self._sumsq / self.window - mean * mean).clamp_min(0).mean()
-        it = torch.full((), iteration, device=variance.device)  # a fill, not a host copy
-        if self._best_variance is None:
-            self._best_variance, self._best_iteration = variance, it
-            self.kept_estimate = estimate.detach().clone()
-        else:
-            new = variance < self._best_variance
-            self._best_variance = torch.where(new, variance, self._best_variance)
-            self._best_iteration = torch.where(new, it, self._best_iteration)
-            self.kept_estimate = torch.where(new, estimate.detach(), self.kept_estimate)
+        self._minimum.update(iteration, variance, estimate)
         return variance
 
     def should_stop(self, iteration: int) -> bool:

@@ -126,14 +126,20 @@ def photon_counts(image: np.ndarray) -> bool:
     return bool(image.size and np.all(image >= 0) and np.all(image == np.round(image)))
 
 
+def _own_rule_wanted(request) -> bool:
+    """Early stopping on, with neither an ES-WMV patience (``early_stop=N``) nor
+    ``noise_sigma=None``, both of which ask for ES-WMV."""
+    return request.early_stop is True and request.patience is None \
+        and request.noise_sigma is not None
+
+
 def poisson_stopping(solver) -> PoissonDiscrepancy | None:
     """The discrepancy principle for photon counts (:class:`PoissonDiscrepancy`: the counts'
     scatter about the estimated rate reaches the Poisson variance, times its factor) where the
     noise model is Poisson, the data are counts (:func:`photon_counts`) and early stopping
     is on without an ES-WMV patience or ``noise_sigma=None``; else None (ES-WMV decides)."""
     r = solver.request
-    if r.noise != "poisson" or r.early_stop is not True or r.patience is not None \
-            or r.noise_sigma is None \
+    if r.noise != "poisson" or not _own_rule_wanted(r) \
             or not (solver.method.stops_at_noise_level and solver.task.squared_residual) \
             or not photon_counts(r.image):
         return None
@@ -146,8 +152,8 @@ def held_out_stopping(solver):
     ES-WMV patience or ``noise_sigma=None`` and the method returns the estimate its rule
     keeps (DIP); else None (ES-WMV decides). Hides those pixels from the problem."""
     r = solver.request
-    if r.task != "inpaint" or r.early_stop is not True or r.patience is not None \
-            or r.noise_sigma is None or not solver.method.keeps_minimum_variance:
+    if r.task != "inpaint" or not _own_rule_wanted(r) \
+            or not solver.method.keeps_minimum_variance:
         return None
     from ..held_out import hold_out
 
