@@ -186,9 +186,15 @@ def test_cli_builds_the_mask_from_the_defects(tmp_path, capsys, monkeypatch):
 def test_the_sky_sample_fills_its_defects():
     sample = samples.sky(size=64)
     holes = sample.mask.astype(bool)
-    assert sample.kwargs == {"task": "inpaint"} and 0.02 < holes.mean() < 0.1
+    # the sample declares its read noise: its runs stop at that level, not by held-out
+    # pixels (which stopped early on this frame, below the biharmonic fill)
+    assert sample.kwargs == {"task": "inpaint", "noise_sigma": 0.01}
+    assert 0.02 < holes.mean() < 0.1
     result = restore(sample.degraded, mask=sample.mask, **sample.kwargs, iterations=600,
-                     early_stop=False, device="cpu", seed=0)
+                     device="cpu", seed=0)
+    assert result.parameters["stopping"] == "discrepancy"
+    assert result.parameters["noise_sigma"] == pytest.approx(0.01)
+    assert "held_out_pixels" not in result.parameters
 
     def holes_psnr(x):
         return float(10 * np.log10(1 / np.mean((x[holes] - sample.truth[holes]) ** 2)))
@@ -197,6 +203,6 @@ def test_the_sky_sample_fills_its_defects():
     assert dip > holes_psnr(np.where(holes, 0, sample.degraded)) + 10
     known = ~holes
     np.testing.assert_allclose(result.image[known], sample.degraded[known], rtol=1e-6)
-    # Issue 16 asks for DIP >= biharmonic inside the holes: not met (thin holes in a smooth
-    # sky favour biharmonic); benchmarks/results/astro.md measures the gap.
+    # DIP against biharmonic inside the holes at full size and its step budget:
+    # benchmarks/results/astro.md (600 steps at 64 px is too few to compare here)
     assert np.isfinite(inpaint_biharmonic(np.where(holes, 0, sample.degraded), holes)).all()

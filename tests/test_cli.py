@@ -149,3 +149,20 @@ def test_progress_bar_ends_where_an_early_stop_ends_the_run(tmp_path, grey_png, 
     n = json.loads(stdout)["iterations"]
     assert 20 <= n < 400
     assert f"{n}/{n}" in stderr and "stopped early" in stderr
+
+
+@pytest.mark.parametrize("extra, sigma, stopping", [
+    ([], 0.01, "discrepancy"),  # the sky's read noise, as the sample declares it
+    (["--noise-sigma", "none"], None, "es-wmv"),  # the user's word wins
+    (["--no-early-stop"], None, None),  # no stop, so no noise level, and no error
+])
+def test_the_sky_sample_stops_at_its_read_noise(tmp_path, capsys, extra, sigma, stopping):
+    out = tmp_path / "sky.tif"
+    code, stdout, stderr = run(capsys, "restore", "--sample", "sky", "-o", str(out),
+                               "--iterations", "4", "--quiet", *extra)
+    assert code == 0, stderr
+    with tifffile.TiffFile(out) as tif:
+        params = json.loads(tif.pages[0].description)
+    assert params["task"] == "inpaint"
+    assert params.get("noise_sigma") == (None if sigma is None else pytest.approx(sigma))
+    assert params.get("stopping") == stopping

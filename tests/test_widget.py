@@ -397,3 +397,12 @@ def test_samples_open_with_their_layers(make_napari_viewer, key):
     assert widget.task.value == task and widget.noise.value == noise
     if has_mask:
         assert widget.mask.value == masks[0].name
+    # a sample with a known noise level (the sky's read noise) stops there
+    assert widget.noise_level.value == ("fixed" if key == "sky" else "auto")
+    if key == "sky":
+        assert widget.noise_sigma.value == pytest.approx(0.01)
+        assert widget.restore_arguments()[0]["noise_sigma"] == pytest.approx(0.01)
+        # choosing another layer gives the hinted controls their values back
+        viewer.add_image(np.zeros((8, 8), np.float32), name="other")
+        widget.image.value = "other"
+        assert widget.noise_level.value == "auto" and widget.noise_sigma.value == 0.1

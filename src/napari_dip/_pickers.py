@@ -20,7 +20,8 @@ from ._layers import METADATA_KEY, sample_hints
 from ._settings import axes_of, layer_data, spatial_ndim
 
 #: The controls a sample layer's hints set (while that layer is the image), with the hint
-#: that sets each.
+#: that sets each; a ``noise_sigma`` hint (the sample's known noise level) also sets the
+#: noise level to "fixed" at that value.
 HINTED = {"task": "task", "noise": "noise", "mask": "mask_layer", "reference": "truth_layer"}
 
 
@@ -98,16 +99,17 @@ class LayerPickers:
         if hints.get("role") != "degraded":
             for name, value in self._before_hints.items():
                 control = getattr(self, name)
-                if value is None or value in control.choices:
+                if value is None or not hasattr(control, "choices") or value in control.choices:
                     control.value = value
             self._before_hints = {}
             return
-        for name, hint in HINTED.items():
+        values = {name: hints.get(hint) for name, hint in HINTED.items()}
+        values["noise"] = values["noise"] or "gaussian"
+        if hints.get("noise_sigma") is not None:  # the sample's known noise level
+            values.update(noise_level="fixed", noise_sigma=float(hints["noise_sigma"]))
+        for name, value in values.items():
             control = getattr(self, name)
-            value = hints.get(hint)
-            if name == "noise":
-                value = value or "gaussian"
-            if value is None or value not in control.choices:
+            if value is None or (hasattr(control, "choices") and value not in control.choices):
                 continue
             self._before_hints.setdefault(name, control.value)
             control.value = value

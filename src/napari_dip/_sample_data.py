@@ -21,7 +21,7 @@ def _layers(sample: samples.Sample, title: str, *, colormap: str = "gray",
     hints = {"role": "degraded", "sample": sample.name, "description": sample.description,
              "truth_layer": f"{title}{NAME_SEPARATOR}truth" if sample.truth is not None
              else None,
-             **{k: v for k, v in sample.kwargs.items() if k in ("task", "noise")}}
+             **{k: v for k, v in sample.kwargs.items() if k in ("task", "noise", "noise_sigma")}}
     if mask_name:
         hints["mask_layer"] = mask_name
     out = []

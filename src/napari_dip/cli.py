@@ -373,6 +373,8 @@ def _load_input(args, kwargs: dict):
 
         sample = load_sample(args.sample)
         kwargs.update(sample.kwargs)
+        if args.no_early_stop:  # the sample's noise level only says when to stop
+            kwargs.pop("noise_sigma", None)
         if sample.mask is not None:
             kwargs["mask"] = sample.mask
         print(f"sample: {sample.description}", file=sys.stderr)
