@@ -43,7 +43,8 @@ ENSEMBLES: list[int] = []
 
 def dip_rows(label: str, kw: dict) -> list[tuple[str, dict]]:
     """The DIP row (label, engine options) and one ``ensemble=K`` row per ``--ensembles``."""
-    return [(label, kw)] + [(f"{label}, ensemble={k}", {**kw, "ensemble": k})
+    plain = label.replace(" (default)", "")
+    return [(label, kw)] + [(f"{plain}, ensemble={k}", {**kw, "ensemble": k})
                             for k in ENSEMBLES]
 
 
@@ -90,12 +91,20 @@ def run_engine(degraded, truth, **kwargs) -> dict:
             previews.append(psnr(step.preview, truth))
 
     result = follow(iterate(degraded, **kwargs), record)
+    seconds = time.perf_counter() - start
     best = max(previews, default=-np.inf)
     value = psnr(result.image, truth)
-    return {"psnr": value, "ssim": ssim(result.image, truth), "seconds":
-            time.perf_counter() - start, "fits": result.parameters.get("ensemble"),
-            "iterations": result.iterations,
-            "stopped_at": result.stopped_at, "es_gap": max(best, value) - value}
+    out = {"psnr": value, "ssim": ssim(result.image, truth), "seconds": seconds,
+           "fits": result.parameters.get("ensemble"), "iterations": result.iterations,
+           "stopped_at": result.stopped_at, "es_gap": max(best, value) - value}
+    weight = result.parameters.get("classical_blend_weight")
+    if weight:  # photon counts (napari_dip.thinning): the network's part of the blend
+        from napari_dip.thinning import anscombe_bm3d
+
+        classical = anscombe_bm3d(degraded[None].astype(np.float64))[0]
+        out["blend_w"] = weight
+        out["network_psnr"] = psnr((result.image - (1 - weight) * classical) / weight, truth)
+    return out
 
 
 def classical(name: str, estimate, truth, seconds: float) -> dict:
@@ -280,7 +289,9 @@ def bench_poisson(imgs, device, full, rows):
     for label, kw in [*dip_rows("DIP fast, Poisson NLL (default)", {"noise": "poisson"}),
                       ("DIP fast, MSE", {})]:
         r = run_engine(counts, clean, device=device, **kw)
-        r["psnr"] = r["psnr"] + 20 * np.log10(peak)  # psnr() above assumed range 1
+        for key in ("psnr", "network_psnr"):  # psnr() above assumed range 1
+            if key in r:
+                r[key] = r[key] + 20 * np.log10(peak)
         r.pop("ssim", None)
         rows.append({**base, "method": label, **r})
         print(rows[-1], flush=True)
@@ -374,7 +385,7 @@ def write(rows: list[dict], name: str, device: str, full: bool) -> None:
     RESULTS.mkdir(exist_ok=True)
     runs = {r["bench"]: (r["bench_seconds"], r["run"]) for r in rows}
     cols = ["task", "image", "method", "fits", "psnr", "ssim", "seconds", "iterations",
-            "stopped_at", "es_gap"]
+            "stopped_at", "es_gap", "blend_w", "network_psnr"]
     text = [f"# Quality ({device}, {'full size' if full else '96 px crops'})", "",
             f"Wall time {sum(t for t, _ in runs.values()):.0f} s in all:", "",
             *[f"- {bench}: {t:.0f} s; {run}" for bench, (t, run) in runs.items()], "",
@@ -383,7 +394,10 @@ def write(rows: list[dict], name: str, device: str, full: bool) -> None:
             "before 2026-12-07); *es_gap*: best preview PSNR of the run minus the kept "
             "estimate's (only over "
             "the steps run: 0 by construction for runs that stop at the noise level and "
-            "keep that step; `early_stopping.py` measures what they miss).", "",
+            "keep that step; `early_stopping.py` measures what they miss); *blend_w*: for "
+            "photon counts (since 2026-12-07) the network's weight in the blend with "
+            "Anscombe + BM3D that binomial thinning chose (napari_dip.thinning), and "
+            "*network_psnr* the network's part alone; *psnr* is the blend's.", "",
             markdown_table(rows, cols), ""]
     (RESULTS / f"{name}.md").write_text("\n".join(text))
     (RESULTS / f"{name}.json").write_text(json.dumps(rows, indent=1, default=float))

@@ -321,8 +321,12 @@ def _result(ran, stopped_at, elapsed=3.2, parts=None, limit=None, **parameters):
      "stopped by the held-out pixels at iteration 1150, kept 400"),
     (_result(3000, 2990, limit=3000, stopping="held-out"),
      "reached the limit (3000 iterations), the held-out pixels kept 2990"),
+    (_result(146, 146, limit=1500, stopping="discrepancy", discrepancy_reached_at=146,
+             classical_blend_weight=0.2847),
+     "stopped at the noise level at iteration 146, blended with Anscombe + BM3D "
+     "(network 0.28)"),
 ], ids=["limit", "noise level", "limit before the noise level", "ES-WMV", "limit, ES-WMV",
-        "held-out", "limit, held-out"])
+        "held-out", "limit, held-out", "photon counts"])
 def test_how_a_run_stopped_is_said_honestly(result, text):
     assert how_it_stopped(result) == text
 

@@ -262,7 +262,16 @@ def _plural(n: int, word: str) -> str:
 def how_it_stopped(result) -> str:
     """Why a run ended, in words: "reached the limit (1500 iterations)", "stopped at the
     noise level at 498", "stopped by ES-WMV at 1212, kept 912" (inpainting: "by the
-    held-out pixels"); for stacks and tiles, how many parts stopped early."""
+    held-out pixels"); for stacks and tiles, how many parts stopped early. Photon counts
+    add their blend: "..., blended with Anscombe + BM3D (network 0.35)"."""
+    text = _stopped_words(result)
+    weight = (getattr(result, "parameters", None) or {}).get("classical_blend_weight")
+    if weight is not None:
+        text += f", blended with Anscombe + BM3D (network {weight:.2f})"
+    return text
+
+
+def _stopped_words(result) -> str:
     parts = [p for p in (getattr(result, "parts", None) or []) if not p.get("skipped")]
     if parts or getattr(result, "parts", None):
         return _parts_stopped(result)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from . import thinning
 from .cancel import raise_if_cancelled
 from .devices import resolve_device
 from .pipeline import build_solver
@@ -64,7 +65,10 @@ def run(plan: Plan, cancel=None) -> Generator[Step, None, Result]:
     plan_tiles(plan, device)  # from the plan's shapes: before any copy of the image
     _estimate_likelihood_sigma(plan)
     if plan.single:
-        return build_solver(plan.single_request(), device, cancel=cancel).run()
+        solver = build_solver(plan.single_request(), device, cancel=cancel)
+        if thinning.applies(solver.request):  # photon counts: blend with Anscombe + BM3D
+            return thinning.blended_run(solver, device, cancel)
+        return solver.run()
     return run_parts(plan, device, cancel)
 
 

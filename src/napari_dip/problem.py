@@ -153,7 +153,7 @@ def to_output(estimate: torch.Tensor, problem: Problem, request: Request) -> np.
     x = _cropped(estimate[:1], problem)[0]
     if problem.known is not None:
         x = np.where(problem.known, request.image, x)
-    return _in_layout(x, request)
+    return in_layout(x, request)
 
 
 def _cropped(estimates: torch.Tensor, problem: Problem) -> np.ndarray:
@@ -167,7 +167,7 @@ def _cropped(estimates: torch.Tensor, problem: Problem) -> np.ndarray:
     return problem.scaling.inverse(x.astype(np.float64))
 
 
-def _in_layout(x: np.ndarray, request: Request) -> np.ndarray:
+def in_layout(x: np.ndarray, request: Request) -> np.ndarray:
     """(C, ...) -> float32 in the request's layout (its channel axis, or none)."""
     if request.channel_axis is None:
         x = x[0]
@@ -184,7 +184,7 @@ def to_spread(members: torch.Tensor, problem: Problem, request: Request) -> np.n
     (the result holds the measurement there)."""
     if members.shape[0] < 2:
         raise ValueError("a spread needs at least two members")
-    return _in_layout(_cropped(members, problem).std(axis=0, ddof=1), request)
+    return in_layout(_cropped(members, problem).std(axis=0, ddof=1), request)
 
 
 def to_outputs(members: torch.Tensor, problem: Problem, request: Request

@@ -59,6 +59,10 @@ class Step:
     kept:
         The iteration whose estimate ES-WMV would keep if the part stopped now (its variance
         minimum so far), or None.
+    stage:
+        None for the run's own steps; ``"validation"`` for the steps of the second fit that
+        photon-count runs make on half of the counts to weigh their blend with Anscombe +
+        BM3D (:mod:`napari_dip.thinning`; no preview).
     region:
         Where ``preview`` goes in :attr:`Result.image`: ``result.image[region] = preview``
         (integers on the iterated axes, slices elsewhere). None: the preview is the whole
@@ -83,6 +87,7 @@ class Step:
     threshold: float | None = None
     expected_stop: int | None = None
     kept: int | None = None
+    stage: str | None = None
 
     @property
     def seconds_left(self) -> float:
