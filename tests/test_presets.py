@@ -40,6 +40,7 @@ def test_fast_preset_is_smaller_than_paper():
     # super-resolution: the fast preset perturbs its input more at x4 than the paper does
     assert get_preset("fast", "super_resolution", factor=4).input_noise == 0.05
     assert get_preset("fast", "super_resolution", factor=8).input_noise == 0.05
+    assert get_preset("fast", "super_resolution", factor=2).input_noise == 0.03
 
 
 @pytest.mark.parametrize("size, factor, expected", [

@@ -132,8 +132,9 @@ def _fast(task, factor, hole_radius) -> Preset:
     if task == "super_resolution":
         # input noise 0.05 for x4 too (the paper's x4 uses 0.03): two-fit runs on the quality
         # benchmark's crops gained 0.02-0.31 dB on all three images and two seeds (+0.18 on
-        # average; benchmarks/README.md, levers)
-        return replace(base, iterations=2000 if factor == 8 else 1500, input_noise=0.05)
+        # average; benchmarks/README.md, levers). x2 and Z-only (not measured) keep 0.03.
+        return replace(base, iterations=2000 if factor == 8 else 1500,
+                       input_noise=0.05 if factor in (4, 8) else 0.03)
     if task == "inpaint":
         if hole_radius > LARGE_HOLE_RADIUS:
             return replace(base, network=_FAST_INPAINT_NET, iterations=3000, input_noise=0.03,
