@@ -6,6 +6,7 @@ import pytest
 
 from napari_dip import iterate, thinning
 from napari_dip.drivers import drain
+from napari_dip.pipeline import build_solver
 from napari_dip.request import build_plan
 from napari_dip.samples import cell
 
@@ -57,8 +58,11 @@ def test_which_runs_blend_with_the_classical_estimate(kwargs, blends):
     _, counts = _counts(32)
     kwargs = dict(kwargs)
     image = counts * kwargs.pop("scale", 1.0) + (0.25 if "scale" in kwargs else 0)
-    request = build_plan(image, **kwargs).single_request()
-    assert thinning.applies(request) is blends
+    solver = build_solver(build_plan(image, **kwargs).single_request())
+    try:
+        assert thinning.applies(solver) is blends
+    finally:
+        solver.close()
 
 
 @pytest.mark.auto_ensemble  # the default's two fits

@@ -27,8 +27,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from .plan import Request
 from .records import Result, Step
+from .stabilisers import PoissonDiscrepancy
 
 #: Share of each count given to the validation half.
 SHARE = 0.5
@@ -36,16 +36,15 @@ SHARE = 0.5
 CLASSICAL = "anscombe-bm3d"
 
 
-def applies(request: Request) -> bool:
-    """Whether a single-part run blends with Anscombe + BM3D: Poisson denoising of photon
-    counts (:func:`~napari_dip.solvers.dip.photon_counts`) in 2-D, by DIP stopped by its own
-    (Poisson) rule: ``noise_sigma=None`` or ``early_stop=N`` (ES-WMV) and ``early_stop=False``
-    return the network's estimate alone."""
-    from .solvers.dip import _own_rule_wanted, photon_counts
-
-    return (request.task == "denoise" and request.method == "dip"
-            and request.noise == "poisson" and request.image.ndim == 3
-            and _own_rule_wanted(request) and photon_counts(request.image))
+def applies(solver) -> bool:
+    """Whether a single-part run (its built solver) blends with Anscombe + BM3D: DIP
+    denoising of a 2-D image that stops by the Poisson discrepancy principle, i.e. photon
+    counts under the default stopping (:func:`~napari_dip.solvers.dip.poisson_stopping`);
+    ``noise_sigma=None`` or ``early_stop=N`` (ES-WMV) and ``early_stop=False`` return the
+    network's estimate alone."""
+    r = solver.request
+    return (r.task == "denoise" and r.method == "dip" and r.image.ndim == 3
+            and isinstance(solver.stopping, PoissonDiscrepancy))
 
 
 def anscombe_bm3d(counts: np.ndarray) -> np.ndarray:
@@ -69,7 +68,7 @@ def split(counts: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def blended_run(solver, device, cancel=None) -> Generator[Step, None, Result]:
-    """The run of an :func:`applies` request, given its solver (built, so its errors come
+    """The run of an :func:`applies` solver (built, so its errors come
     before the first step): the network's fit of the counts (its steps and previews), then
     its fit of the thinned half (steps with ``stage="validation"`` and no preview), then the
     blend. The result's ``parameters`` add ``classical``,
@@ -100,8 +99,9 @@ def blended_run(solver, device, cancel=None) -> Generator[Step, None, Result]:
                           run_elapsed=full.elapsed + step.elapsed)
     finally:
         steps.close()
-    network_half = _channels_first(half.image, request)
-    weight = blend_weight(network_half, anscombe_bm3d(y1), y2)
+    # the weight's sums do not depend on the layout: y1's estimates and y2 in the result's
+    weight = blend_weight(half.image, in_layout(anscombe_bm3d(y1), request),
+                          in_layout(y2, request))
     classical = in_layout(anscombe_bm3d(request.image), request)
     image = (weight * full.image + (1 - weight) * classical).astype(np.float32)
     parameters = {**full.parameters, "classical": CLASSICAL,
@@ -111,9 +111,3 @@ def blended_run(solver, device, cancel=None) -> Generator[Step, None, Result]:
         (weight * full.uncertainty).astype(np.float32)
     return replace(full, image=image, parameters=parameters, uncertainty=spread)
 
-
-def _channels_first(image: np.ndarray, request: Request) -> np.ndarray:
-    """A result image in the request's layout -> (C, H, W) float64."""
-    if request.channel_axis is None:
-        return np.asarray(image, np.float64)[None]
-    return np.moveaxis(np.asarray(image, np.float64), request.channel_axis, 0)
