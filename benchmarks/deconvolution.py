@@ -126,25 +126,31 @@ def default_row(measurement, kernel, truth, inside, device) -> dict:
     start = time.perf_counter()
     result = napari_dip.restore(measurement, task="deblur", kernel=kernel, noise="poisson",
                                 device=device, seed=0, **layout)
-    return {"method": f"DIP fast, default ({result.parameters['stopping']})",
+    p = result.parameters
+    blend = f", {p['ensemble']} fits + {p['classical']} x {1 - p['classical_blend_weight']:.2f}" \
+        if "classical" in p else ""
+    return {"method": f"DIP fast, default ({p['stopping']}{blend})",
             "iterations": result.stopped_at, **scores(result.image, truth, inside),
             "seconds": time.perf_counter() - start}
 
 
-def bench(name: str, device: str, ensembles=()) -> list[dict]:
+def bench(name: str, device: str, ensembles=(), seed: int = 0) -> list[dict]:
+    """A case's rows; ``seed`` > 0 draws another scene and noise (Richardson-Lucy and the
+    default only: the robustness check of the blend's fixed weight)."""
     shape, psf_args, peak, checkpoints, boundaries = CASES[name]
     kernel = napari_dip.psf(**psf_args)
-    truth, measurement = acquire(shape, kernel, peak)
+    truth, measurement = acquire(shape, kernel, peak, seed=seed)
     inside = interior(truth.shape)
-    case = {"case": name, "image": "x".join(map(str, shape)),
+    case = {"case": name + (f", scene {seed}" if seed else ""),
+            "image": "x".join(map(str, shape)),
             "psf": f"NA {psf_args['na']}, {'x'.join(map(str, kernel.shape))}", "peak": peak}
     rows = [{"method": "measurement", **scores(measurement, truth, inside)}]
     for pad in (False, True):
         rows += richardson_lucy_rows(measurement, kernel, truth, inside, pad)
-    for boundary in boundaries:
+    for boundary in boundaries if not seed else ():
         rows += dip_rows(measurement, kernel, truth, inside, checkpoints, boundary, device)
     rows.append(default_row(measurement, kernel, truth, inside, device))
-    if measurement.ndim == 2:  # ensembles restore planes (a volume runs one 3-D network)
+    if measurement.ndim == 2 and not seed:  # ensembles restore planes, not volumes
         for k in ensembles:
             rows += dip_rows(measurement, kernel, truth, inside, checkpoints, "valid", device,
                              ensemble=k)
@@ -163,6 +169,9 @@ def main() -> None:
                         help="replace only these cases' rows in results/deconvolution.json")
     parser.add_argument("--ensembles", default="",
                         help="comma-separated K: also DIP (valid) averaging K fits, 2-D cases")
+    parser.add_argument("--scene-seeds", default="",
+                        help="comma-separated seeds > 0: the 2-D cases' other scenes too "
+                             "(Richardson-Lucy and the default only)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -174,12 +183,20 @@ def main() -> None:
                       [int(k) for k in args.ensembles.split(",") if k.strip()])
         for row in rows[first:]:
             row.update(run=run, case_seconds=time.time() - begun)
+    for seed in (int(s) for s in args.scene_seeds.split(",") if s.strip()):
+        for name in (n for n in cases if len(CASES[n][0]) == 2):
+            first, begun = len(rows), time.time()
+            rows += bench(name, args.device, seed=seed)
+            for row in rows[first:]:
+                row.update(run=run, case_seconds=time.time() - begun)
     everything = cases == list(CASES) or args.merge
     name = "deconvolution" if everything else "deconvolution-" + "-".join(cases)
     if args.merge and (RESULTS / f"{name}.json").is_file():
+        fresh = {r["case"] for r in rows}
         kept = [r for r in json.loads((RESULTS / f"{name}.json").read_text())
-                if r["case"] not in cases]
-        rows = sorted(kept + rows, key=lambda r: list(CASES).index(r["case"]))
+                if r["case"] not in fresh]
+        rows = sorted(kept + rows, key=lambda r: (list(CASES).index(r["case"].split(",")[0]),
+                                                  r["case"]))
     runs = {r["case"]: (r["case_seconds"], r["run"]) for r in rows}
     columns = ["case", "image", "psf", "peak", "method", "iterations", "psnr",
                "psnr_interior", "band_ratio", "seconds"]

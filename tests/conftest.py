@@ -43,6 +43,18 @@ def _one_fit_for_auto(request, monkeypatch):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _no_blend_unless_asked(request, monkeypatch):
+    """Runs return the network's estimate alone, without the classical blend's validation
+    fit (napari_dip.thinning), which would double the cost of the many default denoising
+    runs; tests marked ``classical_blend`` run it as shipped."""
+    if request.node.get_closest_marker("classical_blend") is None:
+        from napari_dip import thinning
+
+        monkeypatch.setattr(thinning, "blend_for", lambda solver: None)
+    yield
+
+
 @pytest.fixture
 def camera64() -> np.ndarray:
     """64x64 crop of scikit-image's cameraman, float in [0, 1]."""

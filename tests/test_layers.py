@@ -121,11 +121,11 @@ def test_progress_text_and_durations():
                  run_iteration=3120, run_total=37500, run_elapsed=156.0)
     assert format_progress(stack) == \
         "plane 3 / 25 \u00b7 iteration 120 / 1500 \u00b7 28:39 left"
-    # photon counts' second fit, on half the counts (napari_dip.thinning)
+    # a blend's second fit, on validation data (napari_dip.thinning)
     validation = Step(iteration=40, total=1500, loss=0.1, elapsed=2.0, stage="validation",
                       run_iteration=186, run_total=1646, run_elapsed=7.44)
     assert format_progress(validation) == \
-        "validation fit on half the counts \u00b7 iteration 40 / 1500 \u00b7 0:58 left"
+        "validation fit \u00b7 iteration 40 / 1500 \u00b7 0:58 left"
     assert format_duration(3725) == "1:02:05"
     assert format_duration(float("nan")) == "--:--"
 

@@ -226,8 +226,8 @@ def format_progress(step, stops_early: bool = False) -> str:
         where += f"plane {step.plane} / {step.planes} \u00b7 "
     if getattr(step, "tiles", 1) > 1:
         where += f"tile {step.tile} / {step.tiles} \u00b7 "
-    if getattr(step, "stage", None) == "validation":  # photon counts (napari_dip.thinning)
-        where += "validation fit on half the counts \u00b7 "
+    if getattr(step, "stage", None) == "validation":  # the blend's (napari_dip.thinning)
+        where += "validation fit \u00b7 "
     return (f"{where}iteration {step.iteration} / {step.total} \u00b7 "
             f"{time_left(step, stops_early)}")
 

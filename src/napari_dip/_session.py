@@ -263,11 +263,16 @@ def how_it_stopped(result) -> str:
     """Why a run ended, in words: "reached the limit (1500 iterations)", "stopped at the
     noise level at 498", "stopped by ES-WMV at 1212, kept 912" (inpainting: "by the
     held-out pixels"); for stacks and tiles, how many parts stopped early. Photon counts
-    add their blend: "..., blended with Anscombe + BM3D (network 0.35)"."""
+    add a blend with the classical method (:mod:`napari_dip.thinning`): "..., blended with
+    Anscombe + BM3D (network 0.35)"."""
+    from .thinning import LABELS
+
     text = _stopped_words(result)
-    weight = (getattr(result, "parameters", None) or {}).get("classical_blend_weight")
+    params = getattr(result, "parameters", None) or {}
+    weight = params.get("classical_blend_weight")
     if weight is not None:
-        text += f", blended with Anscombe + BM3D (network {weight:.2f})"
+        label = LABELS.get(params.get("classical"), params.get("classical"))
+        text += f", blended with {label} (network {weight:.2f})"
     return text
 
 

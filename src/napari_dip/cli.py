@@ -323,7 +323,7 @@ class _ProgressBar:
             postfix["plane"] = f"{step.plane}/{step.planes}"
         if step.tiles > 1:
             postfix["tile"] = f"{step.tile}/{step.tiles}"
-        if step.stage is not None:  # photon counts' validation fit on half the counts
+        if step.stage is not None:  # the blend's validation fit (napari_dip.thinning)
             postfix["stage"] = step.stage
         postfix["loss"] = f"{step.loss:.3g}"
         self.bar.set_postfix(postfix, refresh=False)

@@ -66,7 +66,7 @@ def run(plan: Plan, cancel=None) -> Generator[Step, None, Result]:
     _estimate_likelihood_sigma(plan)
     if plan.single:
         solver = build_solver(plan.single_request(), device, cancel=cancel)
-        if thinning.applies(solver):  # photon counts: blend with Anscombe + BM3D
+        if thinning.applies(solver):  # blended with the classical method's estimate
             return thinning.blended_run(solver, device, cancel)
         return solver.run()
     return run_parts(plan, device, cancel)

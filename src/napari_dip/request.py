@@ -40,6 +40,7 @@ from .tasks import (
     get_task,
     tasks_needing,
 )
+from .thinning import gaussian_blend_planned
 
 #: Smallest image side, in pixels, that a run accepts.
 MIN_SIZE = 16
@@ -60,13 +61,16 @@ MAX_ENSEMBLE = 64
 #: time (47-59 s on a 2-core CPU), small networks leaving threads idle; super-resolution x4
 #: +0.27, +0.27 and -0.01 dB for 1.15-1.5 times; Poisson denoising (the cell at peak 30,
 #: Hubble crops of 64 and 96 px, ``benchmarks/results/poisson-stopping.md``) +0.35 to +0.89
-#: dB. Deblurring gained 0.04-0.14 dB for 1.5 times the time: one fit. A 128 px plane
-#: takes 40-55 s with one fit, so two would pass a minute. Tasks and noise models not
-#: measured with ensembles (inpainting, Rician noise) fit once.
+#: dB; photon-count deconvolution (``benchmarks/deconvolution.py``'s three 2-D scenes, 44-64
+#: px) +0.50, +0.56 and +1.04 dB for about twice the time. Deblurring with Gaussian noise
+#: gained 0.04-0.14 dB for 1.5 times the time: one fit. A 128 px plane takes 40-55 s with
+#: one fit, so two would pass a minute. Tasks and noise models not measured with ensembles
+#: (inpainting, Rician noise) fit once. Gaussian denoising that blends with BM3D
+#: (:mod:`napari_dip.thinning`) fits once: its validation fit takes the second fit's time.
 AUTO_ENSEMBLE = 2
 AUTO_ENSEMBLE_MAX_PIXELS = 100 * 100
 AUTO_ENSEMBLE_CASES = frozenset({("denoise", "gaussian"), ("denoise", "poisson"),
-                                 ("super_resolution", "gaussian")})
+                                 ("super_resolution", "gaussian"), ("deblur", "poisson")})
 #: Fewest distinct float32 values the result must be able to take across the image's range
 #: (the result is float32): below this, the data must be offset or scaled first.
 MIN_LEVELS = 256
@@ -660,7 +664,8 @@ def build_plan(image, task: str = "denoise", method: str = "dip", *, axes: str |
     factor = check_factor(the_task, factor,
                           the_task.volume_factors if layout.volume else None)
     part_shape = arr.shape[len(layout.iterated) + 1:]  # (H, W) or (D, H, W)
-    if ensemble == "auto":
+    auto = ensemble == "auto"
+    if auto:
         ensemble = auto_ensemble(the_method, task, noise, layout.volume, part_shape, tile, factor)
     kernel_array, kernel_name = check_kernel(the_task, kernel, part_shape, layout.volume)
     boundary = check_boundary(the_task, boundary, tile)
@@ -670,6 +675,10 @@ def build_plan(image, task: str = "denoise", method: str = "dip", *, axes: str |
     noise_sigma = check_noise_sigma(noise_sigma, task=task, method=method, noise=noise,
                                     early_stop=early_stop, value_range=value_range)
     options = the_method.check_options(options, the_task, KEYWORDS)
+    single = not layout.iterated and tile is None and not layout.volume
+    if auto and gaussian_blend_planned(task, method, noise, single, bool(early_stop), patience,
+                                       noise_sigma):
+        ensemble = 1  # the blend's validation fit takes the second fit's time (thinning)
 
     volume = layout.volume
     template = Request(
