@@ -39,6 +39,9 @@ SIGMA = 25 / 255
 #: ``--ensembles``: extra rows ``ensemble=K`` for each K, on the tasks other than denoising
 #: (which always has its own ensemble rows), beside the default DIP row.
 ENSEMBLES: list[int] = []
+#: ``--only``: run only the denoising DIP and DeepRED rows whose label holds one of these
+#: (the classical rows always run); with ``--merge`` only those rows are replaced.
+ONLY: list[str] = []
 
 
 def dip_rows(label: str, kw: dict) -> list[tuple[str, dict]]:
@@ -98,13 +101,27 @@ def run_engine(degraded, truth, **kwargs) -> dict:
            "fits": result.parameters.get("ensemble"), "iterations": result.iterations,
            "stopped_at": result.stopped_at, "es_gap": max(best, value) - value}
     weight = result.parameters.get("classical_blend_weight")
-    if weight:  # photon counts (napari_dip.thinning): the network's part of the blend
-        from napari_dip.thinning import anscombe_bm3d
-
-        classical = anscombe_bm3d(degraded[None].astype(np.float64))[0]
+    if weight:  # a classical blend (napari_dip.thinning): the network's part of it
         out["blend_w"] = weight
+        classical = blended_classical(degraded, result.parameters)
         out["network_psnr"] = psnr((result.image - (1 - weight) * classical) / weight, truth)
     return out
+
+
+def blended_classical(degraded: np.ndarray, params: dict) -> np.ndarray:
+    """The classical estimate a blended run used (its ``classical``), in ``degraded``'s
+    layout ((H, W) or (H, W, C))."""
+    from types import SimpleNamespace
+
+    from napari_dip.thinning import anscombe_bm3d, bm3d_at_sigma
+
+    chw = degraded[None] if degraded.ndim == 2 else np.moveaxis(degraded, -1, 0)
+    chw = chw.astype(np.float64)
+    if params["classical"] == "anscombe-bm3d":
+        out = anscombe_bm3d(chw)
+    else:
+        out = bm3d_at_sigma(chw, SimpleNamespace(noise_sigma=params["noise_sigma"]))
+    return out[0] if degraded.ndim == 2 else np.moveaxis(out, 0, -1)
 
 
 def classical(name: str, estimate, truth, seconds: float) -> dict:
@@ -139,13 +156,15 @@ def bench_denoise(imgs, device, full, rows):
             est, t = timed(bm3d, noisy, SIGMA)
         rows.append({**base, **classical("CBM3D (true σ)" if colour else "BM3D (true σ)",
                                          np.clip(est, 0, 1), clean, t)})
-        # the default, ensemble="auto", averages 2 fits on planes this small
-        for label, kw in [("DIP fast, ensemble=1", {"ensemble": 1}),
-                          ("DIP fast (default: auto = 2 fits)", {}),
-                          ("DIP fast, ensemble=4", {"ensemble": 4}),
-                          ("DIP paper", {"preset": "paper"}),
+        # the default: one fit, a validation fit and the blend with BM3D (thinning)
+        for label, kw in [("DIP fast, ensemble=1, no blend", {"ensemble": 1, "blend": False}),
+                          ("DIP fast (default: 1 fit + validation fit, BM3D blend)", {}),
+                          ("DIP fast, ensemble=4, no blend", {"ensemble": 4, "blend": False}),
+                          ("DIP paper, no blend", {"preset": "paper", "blend": False}),
                           ("DeepRED-NLM fast", {"method": "deepred"}),
                           ("DeepRED-BM3D fast", {"method": "deepred", "denoiser": "bm3d"})]:
+            if ONLY and not any(part in label for part in ONLY):
+                continue
             if kw.get("preset") == "paper" and not full and device == "cpu":
                 # the paper's 3000 steps of its 128-channel network take ~20 min per crop
                 # on a 2-core CPU: capped here, labelled; --full runs them all
@@ -346,6 +365,10 @@ def main() -> None:
     parser.add_argument("--ensembles", default="",
                         help="comma-separated K: add 'DIP fast, ensemble=K' rows to the "
                              "super-resolution, inpainting, deblurring and Poisson tasks")
+    parser.add_argument("--only", default="",
+                        help="semicolon-separated label parts: only these denoising DIP / "
+                             "DeepRED rows (e.g. 'default'); with --merge the other rows "
+                             "of the earlier run stay")
     parser.add_argument("--merge", action="store_true",
                         help="replace only these tasks' rows in results/quality.json")
     parser.add_argument("--replot", metavar="JSON",
@@ -360,6 +383,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     ENSEMBLES[:] = [int(k) for k in args.ensembles.split(",") if k.strip()]
+    ONLY[:] = [part for part in args.only.split(";") if part.strip()]
     imgs = images(args.full)
     tasks = args.tasks.split(",")
     rows: list[dict] = []
@@ -373,9 +397,15 @@ def main() -> None:
     everything = tasks == list(TASKS)
     name = "quality" if everything or args.merge else "quality-" + "-".join(tasks)
     if args.merge and (RESULTS / "quality.json").is_file():
+        fresh = {(r["bench"], r["image"], r["method"]) for r in rows}
         kept = [r for r in json.loads((RESULTS / "quality.json").read_text())
-                if r["bench"] not in tasks]
-        rows = sorted(kept + rows, key=lambda r: list(TASKS).index(r["bench"]))
+                if r["bench"] not in tasks
+                or ONLY and (r["bench"], r["image"], r["method"]) not in fresh
+                and not any(part in r["method"] for part in ONLY)]
+        rows = kept + rows
+        images_seen = list(dict.fromkeys(r["image"] for r in rows))
+        rows.sort(key=lambda r: (list(TASKS).index(r["bench"]), images_seen.index(r["image"]),
+                                 r["method"].startswith(("DIP", "DeepRED"))))
     write(rows, name, args.device, args.full)
 
 
@@ -395,9 +425,11 @@ def write(rows: list[dict], name: str, device: str, full: bool) -> None:
             "estimate's (only over "
             "the steps run: 0 by construction for runs that stop at the noise level and "
             "keep that step; `early_stopping.py` measures what they miss); *blend_w*: for "
-            "photon counts (since 2026-12-07) the network's weight in the blend with "
-            "Anscombe + BM3D that binomial thinning chose (napari_dip.thinning), and "
-            "*network_psnr* the network's part alone; *psnr* is the blend's.", "",
+            "runs blended with the classical method (napari_dip.thinning; since 2026-12-07: "
+            "photon counts with Anscombe + BM3D, Gaussian denoising with BM3D) the "
+            "network's weight in the blend that data thinning chose, and *network_psnr* "
+            "the network's part alone; *psnr* is the blend's. DIP rows run before "
+            "2026-12-07 (the header's dates) had no blend.", "",
             markdown_table(rows, cols), ""]
     (RESULTS / f"{name}.md").write_text("\n".join(text))
     (RESULTS / f"{name}.json").write_text(json.dumps(rows, indent=1, default=float))

@@ -61,6 +61,17 @@ def test_deepred_options_reach_the_run(tmp_path, noisy64, capsys):
     assert params["denoiser_sigma"] == 0.05
 
 
+def test_no_blend_reaches_the_run(tmp_path, noisy64, capsys):
+    src, out = tmp_path / "in.tif", tmp_path / "out.tif"
+    tifffile.imwrite(src, noisy64[0])
+    code, _, stderr = run(capsys, "restore", str(src), "-o", str(out), "--no-blend",
+                          "--iterations", "3", "--quiet")
+    assert code == 0, stderr
+    with tifffile.TiffFile(out) as tif:
+        params = json.loads(tif.pages[0].description)
+    assert params["blend"] is False and "classical" not in params
+
+
 def test_rgb_inpainting_with_a_known_pixel_mask(tmp_path, astronaut48, capsys):
     src, mask_path, out = tmp_path / "rgb.png", tmp_path / "mask.png", tmp_path / "o.png"
     io.imsave(src, (astronaut48 * 255).astype(np.uint8), check_contrast=False)
@@ -94,6 +105,8 @@ def test_sample_reports_psnr(tmp_path, capsys):
     (["restore", "missing.png"], "no such file"),
     (["restore", "--sample", "--task", "super_resolution"], "needs --factor"),
     (["restore", "--sample", "--denoiser", "nlm"], "--method deepred only"),
+    (["restore", "--sample", "--method", "deepred", "--no-blend"],
+     "--no-blend applies to --method dip"),
     (["restore", "--sample", "--threads", "0"], "--threads must be at least 1"),
     (["restore", "--sample", "--noise-sigma", "lots"], "--noise-sigma takes a number"),
     (["restore", "--sample", "--noise-sigma", "0.1", "--no-early-stop"],

@@ -68,20 +68,25 @@ def test_ensemble_of_one_is_the_single_run_bit_for_bit(noisy64):
 @pytest.mark.auto_ensemble
 def test_auto_averages_two_fits_where_measured_on_a_small_plane(noisy64):
     noisy, _ = noisy64
-    small = restore(noisy, iterations=3)
+    # Gaussian denoising that blends with BM3D fits once (+ its validation fit,
+    # tests/test_thinning.py); the network alone averages two
+    assert restore(noisy, iterations=1).parameters["ensemble"] == 1
+    small = restore(noisy, iterations=3, blend=False)
     assert small.parameters["ensemble"] == 2 and small.uncertainty.shape == noisy.shape
-    again = restore(noisy, iterations=3, ensemble="auto")
+    again = restore(noisy, iterations=3, ensemble="auto", blend=False)
     np.testing.assert_array_equal(small.image, again.image)
     np.testing.assert_array_equal(small.image, restore(noisy, iterations=3, ensemble=2).image)
     edge = np.pad(noisy, 18, mode="reflect")  # 100 x 100: still two
-    assert restore(edge, iterations=1).parameters["ensemble"] == 2
+    assert restore(edge, iterations=1, blend=False).parameters["ensemble"] == 2
     # Poisson denoising and super-resolution (to at most 100 x 100 pixels) too
     counts = np.round(30 * np.clip(noisy, 0, 1))
     assert restore(counts, noise="poisson", iterations=1).parameters["ensemble"] == 2
+    assert restore(counts, task="deblur", kernel="uniform", noise="poisson",
+                   iterations=1).parameters["ensemble"] == 2  # photon-count deconvolution
     assert restore(noisy[:25, :25], task="super_resolution", factor=4,
                    iterations=1).parameters["ensemble"] == 2
     fits_once = {
-        "a larger plane": restore(np.pad(edge, ((0, 1), (0, 0))), iterations=1),
+        "a larger plane": restore(np.pad(edge, ((0, 1), (0, 0))), iterations=1, blend=False),
         "DeepRED": restore(noisy, method="deepred", iterations=1),
         "another task": restore(noisy, task="inpaint", mask=noisy > 0.8, iterations=1),
         "deblurring": restore(noisy, task="deblur", kernel="uniform", iterations=1),

@@ -322,11 +322,18 @@ def _result(ran, stopped_at, elapsed=3.2, parts=None, limit=None, **parameters):
     (_result(3000, 2990, limit=3000, stopping="held-out"),
      "reached the limit (3000 iterations), the held-out pixels kept 2990"),
     (_result(146, 146, limit=1500, stopping="discrepancy", discrepancy_reached_at=146,
-             classical_blend_weight=0.2847),
+             classical_blend_weight=0.2847, classical="anscombe-bm3d"),
      "stopped at the noise level at iteration 146, blended with Anscombe + BM3D "
      "(network 0.28)"),
+    (_result(574, 574, limit=1500, stopping="discrepancy", discrepancy_reached_at=574,
+             classical_blend_weight=0.1331, classical="bm3d"),
+     "stopped at the noise level at iteration 574, blended with BM3D (network 0.13)"),
+    (_result(771, 771, limit=1500, stopping="discrepancy", discrepancy_reached_at=771,
+             classical_blend_weight=0.5, classical="richardson-lucy"),
+     "stopped at the noise level at iteration 771, blended with Richardson-Lucy "
+     "(network 0.50)"),
 ], ids=["limit", "noise level", "limit before the noise level", "ES-WMV", "limit, ES-WMV",
-        "held-out", "limit, held-out", "photon counts"])
+        "held-out", "limit, held-out", "photon counts", "gaussian", "deconvolution"])
 def test_how_a_run_stopped_is_said_honestly(result, text):
     assert how_it_stopped(result) == text
 

@@ -10,7 +10,7 @@ from scipy import signal
 from skimage import data
 from skimage.restoration import richardson_lucy
 
-from napari_dip import iterate, psf, restore, thinning
+from napari_dip import iterate, psf, thinning
 from napari_dip.drivers import drain
 from napari_dip.pipeline import build_solver
 from napari_dip.request import build_plan
@@ -59,17 +59,20 @@ def test_anscombe_bm3d_restores_a_flat_poisson_image_without_bias():
     ({"noise": "poisson", "early_stop": 200}, None),
     ({"noise": "poisson", "early_stop": False}, None),
     ({"noise": "poisson", "scale": 0.5}, None),  # intensities, not counts
+    ({"noise": "poisson", "blend": False}, None),  # asked for the network alone
     ({}, "bm3d"),  # Gaussian noise at its estimated level
     ({"noise_sigma": 2.0}, "bm3d"),  # ... or a given one
     ({"noise_sigma": None}, None),
     ({"early_stop": 200}, None),
+    ({"blend": False}, None),
     ({"method": "deepred"}, None),
     ({"noise": "rician", "noise_sigma": 1.0}, None),
     ({"task": "deblur", "kernel": "gaussian", "noise": "poisson"}, "richardson-lucy"),
     ({"task": "deblur", "kernel": "gaussian"}, None),  # Gaussian noise: no blend
     ({"task": "inpaint", "mask": "corner"}, None),  # inpainting blends inside its stopping rule
 ], ids=["counts", "noise_sigma None", "ES-WMV patience", "no early stop", "not counts",
-        "gaussian", "gaussian given sigma", "gaussian ES-WMV", "gaussian patience", "deepred",
+        "counts, blend False", "gaussian", "gaussian given sigma", "gaussian ES-WMV",
+        "gaussian patience", "gaussian, blend False", "deepred",
         "rician", "deconvolution counts", "deblur gaussian", "inpaint"])
 def test_which_runs_blend_with_the_classical_estimate(kwargs, blend):
     _, counts = _counts(32)
@@ -112,6 +115,9 @@ def test_gaussian_denoising_that_blends_fits_once_by_default():
     assert build_plan(image).template.ensemble == 1  # + the validation fit
     assert build_plan(image, noise_sigma=None).template.ensemble == 2  # no blend: two fits
     assert build_plan(image, ensemble=3).template.ensemble == 3  # asked for
+    assert build_plan(image, blend=False).template.ensemble == 2  # the network alone
+    with pytest.raises(ValueError, match="blend must be True .* or False"):
+        build_plan(image, blend="no")
     assert build_plan(image, task="deblur", kernel="gaussian", noise="poisson").template \
         .ensemble == 2  # photon-count deconvolution averages two fits
 

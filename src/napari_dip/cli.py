@@ -159,6 +159,8 @@ def add_restore_options(r: argparse.ArgumentParser) -> None:
                    "(default: a quarter of the tile)")
     r.add_argument("--no-warm-start", action="store_true",
                    help="start every plane or tile from fresh weights")
+    r.add_argument("--no-blend", action="store_true", help="DIP: the network's estimate "
+                   "alone, not blended with BM3D / Anscombe + BM3D / Richardson-Lucy")
     r.add_argument("--denoiser", choices=tuple(DENOISERS), help="DeepRED denoiser (default nlm)")
     r.add_argument("--denoiser-sigma", help="DeepRED denoiser sigma in [0, 1] units (a "
                    "fraction of the image's range), or auto")
@@ -441,6 +443,11 @@ def _task_arguments(args, kwargs: dict) -> None:
     _psf_arguments(args, kwargs)
     if args.boundary is not None:
         kwargs["boundary"] = args.boundary
+    if args.no_blend:
+        if args.method != "dip":
+            raise ValueError(f"--no-blend applies to --method dip (the blend is DIP's), "
+                             f"not {args.method}; leave it out")
+        kwargs["blend"] = False
     if args.method == "deepred":
         if args.denoiser:
             kwargs["denoiser"] = args.denoiser

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
 
+import numpy as np
+
 from .tasks import TASKS, Task, choice, get_noise_model
 
 
@@ -128,6 +130,14 @@ def _mu(value, task):
         else _number("mu", value, positive=True)
 
 
+def _blend(value, task):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"blend must be True (blend with the classical method's estimate "
+                         f"where napari_dip.thinning has one) or False (the network's "
+                         f"estimate alone), got {value!r}")
+    return bool(value)
+
+
 def _denoiser_timeout(value, task):
     return _number("denoiser_timeout", value, positive=True)
 
@@ -140,7 +150,11 @@ def _denoise_every(value, task):
 
 METHODS: dict[str, Method] = {
     "dip": Method("dip", "DIP", "Deep Image Prior", "napari_dip.solvers.dip:DIPSolver",
-                  all_tasks=True, volume=True, ensemble=True),
+                  all_tasks=True, volume=True, ensemble=True,
+                  options=(Option("blend", True, _blend,
+                                  "blend with the classical method's estimate where one "
+                                  "applies (napari_dip.thinning); False: the network's "
+                                  "estimate alone"),)),
     "deepred": Method(
         "deepred", "DeepRED", "DeepRED (DIP + denoiser)",
         "napari_dip.solvers.deepred:DeepREDSolver",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import numbers
+from dataclasses import replace
 
 import numpy as np
 
@@ -620,6 +621,21 @@ def _check_image(arr: np.ndarray, noise: str, single: bool, nan_holes: bool = Fa
 
 
 # -- the whole run ----------------------------------------------------------------------------
+def _with_ensemble(method: Method, layout, part_shape, tile, template: Request) -> Request:
+    """``template`` with ``ensemble="auto"`` resolved: one fit where the run blends with BM3D
+    (:func:`~napari_dip.thinning.gaussian_blend_planned`: its validation fit takes the
+    second fit's time), else :func:`auto_ensemble`'s count."""
+    t = template
+    if t.ensemble != "auto":
+        return t
+    single = not layout.iterated and tile is None and not layout.volume
+    if gaussian_blend_planned(t.task, t.method, t.noise, single, t.early_stop, t.patience,
+                              t.noise_sigma, t.options):
+        return replace(t, ensemble=1)
+    return replace(t, ensemble=auto_ensemble(method, t.task, t.noise, layout.volume,
+                                             part_shape, tile, max(t.factor, 1)))
+
+
 def build_plan(image, task: str = "denoise", method: str = "dip", *, axes: str | None = None,
                mode: str | None = None, tile=None, overlap: int | None = None,
                warm_start=None, spacing=None, channel_axis: int | None = None, mask=None,
@@ -664,9 +680,6 @@ def build_plan(image, task: str = "denoise", method: str = "dip", *, axes: str |
     factor = check_factor(the_task, factor,
                           the_task.volume_factors if layout.volume else None)
     part_shape = arr.shape[len(layout.iterated) + 1:]  # (H, W) or (D, H, W)
-    auto = ensemble == "auto"
-    if auto:
-        ensemble = auto_ensemble(the_method, task, noise, layout.volume, part_shape, tile, factor)
     kernel_array, kernel_name = check_kernel(the_task, kernel, part_shape, layout.volume)
     boundary = check_boundary(the_task, boundary, tile)
     min_overlap = kernel_overlap(kernel_array, boundary, tile, overlap)
@@ -675,13 +688,9 @@ def build_plan(image, task: str = "denoise", method: str = "dip", *, axes: str |
     noise_sigma = check_noise_sigma(noise_sigma, task=task, method=method, noise=noise,
                                     early_stop=early_stop, value_range=value_range)
     options = the_method.check_options(options, the_task, KEYWORDS)
-    single = not layout.iterated and tile is None and not layout.volume
-    if auto and gaussian_blend_planned(task, method, noise, single, bool(early_stop), patience,
-                                       noise_sigma):
-        ensemble = 1  # the blend's validation fit takes the second fit's time (thinning)
 
     volume = layout.volume
-    template = Request(
+    template = _with_ensemble(the_method, layout, part_shape, tile, Request(
         image=np.empty((0,)), task=task, method=method, mask=None,
         factor=1 if volume else factor, kernel=kernel_array, kernel_name=kernel_name,
         flash=None, iterations=iterations, early_stop=bool(early_stop), patience=patience,
@@ -689,7 +698,7 @@ def build_plan(image, task: str = "denoise", method: str = "dip", *, axes: str |
         preview_every=preview_every, input_shape=(), input_dtype=str(raw.dtype),
         options=options, z_factor=factor if volume else 1,
         spacing=spacing if volume else None, noise_sigma=noise_sigma, boundary=boundary,
-        ensemble=ensemble)
+        ensemble=ensemble))
     cold = iterations or get_preset(preset, task, factor=factor).iterations
     warm_iterations = None if warm is False else cold if warm is True else int(warm)
     out_shape = list(raw.shape)

@@ -70,23 +70,25 @@ class Blend:
 
 
 def gaussian_blend_planned(task: str, method: str, noise: str, single: bool, early_stop,
-                           patience, noise_sigma) -> bool:
+                           patience, noise_sigma, options) -> bool:
     """Whether a run blends with BM3D, from the request alone: DIP denoising of one 2-D image
     with Gaussian noise, stopped at a noise level (early stopping on, no ES-WMV patience,
-    ``noise_sigma`` not None). Its ``ensemble="auto"`` is one fit: the validation fit takes
-    the second fit's time, and two fits blended gained nothing over one (within 0.02 dB)."""
+    ``noise_sigma`` not None), its ``blend`` option on. Its ``ensemble="auto"`` is one fit:
+    the validation fit takes the second fit's time, and two fits blended gained nothing
+    over one (within 0.02 dB on the quality benchmark's three crops)."""
     return (task == "denoise" and method == "dip" and noise == "gaussian" and single
-            and early_stop is True and patience is None and noise_sigma is not None)
+            and early_stop is True and patience is None and noise_sigma is not None
+            and options.get("blend", True))
 
 
 def blend_for(solver) -> Blend | None:
     """The blend of a single-image run (its built solver), or None: the network's estimate
-    alone (stacks, tiles and volumes; ``noise_sigma=None``, ``early_stop=N`` and
-    ``early_stop=False``; scaled intensities, where neither split is exact)."""
+    alone (``blend=False``; stacks, tiles and volumes; ``noise_sigma=None``, ``early_stop=N``
+    and ``early_stop=False``; scaled intensities, where neither split is exact)."""
     from .stabilisers import Discrepancy, PoissonDiscrepancy
 
     r = solver.request
-    if r.method != "dip" or r.image.ndim != 3:
+    if r.method != "dip" or r.image.ndim != 3 or not r.options.get("blend", True):
         return None
     counts = isinstance(solver.stopping, PoissonDiscrepancy)
     if r.task == "denoise" and counts:
@@ -97,7 +99,8 @@ def blend_for(solver) -> Blend | None:
                      fixed=DECONVOLUTION_WEIGHT)
     if r.task == "denoise" and isinstance(solver.stopping, Discrepancy) \
             and solver.noise_sigma is not None and gaussian_blend_planned(
-                r.task, r.method, r.noise, True, r.early_stop, r.patience, r.noise_sigma):
+                r.task, r.method, r.noise, True, r.early_stop, r.patience, r.noise_sigma,
+                r.options):
         return Blend("bm3d", bm3d_at_sigma, split=split_gaussian)
     return None
 
