@@ -413,12 +413,17 @@ def write(rows: list[dict], name: str, device: str, full: bool) -> None:
     """The Markdown table, JSON and plot of ``rows`` as results/{name}.*; the header gives
     each task's wall time and the machine and date of its run."""
     RESULTS.mkdir(exist_ok=True)
-    runs = {r["bench"]: (r["bench_seconds"], r["run"]) for r in rows}
+    runs: dict[str, list] = {}  # a task's runs (--only --merge keeps an earlier one's rows)
+    for r in rows:
+        if (r["bench_seconds"], r["run"]) not in runs.setdefault(r["bench"], []):
+            runs[r["bench"]].append((r["bench_seconds"], r["run"]))
     cols = ["task", "image", "method", "fits", "psnr", "ssim", "seconds", "iterations",
             "stopped_at", "es_gap", "blend_w", "network_psnr"]
     text = [f"# Quality ({device}, {'full size' if full else '96 px crops'})", "",
-            f"Wall time {sum(t for t, _ in runs.values()):.0f} s in all:", "",
-            *[f"- {bench}: {t:.0f} s; {run}" for bench, (t, run) in runs.items()], "",
+            f"Wall time {sum(t for each in runs.values() for t, _ in each):.0f} s in all:", "",
+            *[f"- {bench}: " + "; rows of another run: ".join(f"{t:.0f} s; {run}"
+                                                             for t, run in each)
+              for bench, each in runs.items()], "",
             "PSNR in dB against the clean image (Poisson rows: peak 30 photons as the range); "
             "*fits*: how many fits a DIP row averaged (its `ensemble`; blank in rows run "
             "before 2026-12-07); *es_gap*: best preview PSNR of the run minus the kept "
