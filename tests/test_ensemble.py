@@ -235,7 +235,8 @@ def test_bad_ensembles_are_refused_before_any_work(noisy64, value):
     with pytest.raises(ValueError, match=r"ensemble must be 'auto' or the number of fits to "
                                          r"average, a whole number from 1 to 64 \(e\.g\. "
                                          r"ensemble=4.*'auto', the default, is 2 fits for DIP "
-                                         r"denoising of planes up to 10000 pixels"):
+                                         r"denoising of planes up to 10000 pixels \(1 where "
+                                         r"it blends with BM3D\)"):
         validate(noisy, ensemble=value)
 
 

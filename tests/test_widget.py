@@ -146,6 +146,27 @@ def test_noise_level_options(make_napari_viewer):
 
 
 # -- runs ----------------------------------------------------------------------------------
+@pytest.mark.classical_blend
+@pytest.mark.auto_ensemble
+def test_a_default_run_says_it_blended_with_bm3d(make_napari_viewer, qtbot, errors):
+    viewer = make_napari_viewer()
+    viewer.add_image(_noisy(), name="noisy")
+    widget = _open(viewer)
+    widget.early_stop.value = True  # the default (the helper turns it off)
+    run_to_end(qtbot, widget)
+    assert errors == []
+    record = viewer.layers["noisy · DIP denoise"].metadata[METADATA_KEY]
+    params = record["parameters"]
+    assert params["classical"] == "bm3d" and params["ensemble"] == 1
+    assert "blend" not in record["restore_kwargs"]  # the default stays out of the call
+    assert [lay.name for lay in viewer.layers] == ["noisy", "noisy · DIP denoise"]
+    weight = params["classical_blend_weight"]
+    assert f"blended with BM3D (network {weight:.2f})" in widget.status.value
+    assert not widget.blend.native.isHidden()
+    widget.method.value = "deepred"
+    assert widget.blend.native.isHidden()  # DIP's option
+
+
 @pytest.mark.auto_ensemble
 def test_run_adds_result_with_geometry_metadata_and_stack(make_napari_viewer, qtbot, errors):
     viewer = make_napari_viewer()
@@ -158,6 +179,8 @@ def test_run_adds_result_with_geometry_metadata_and_stack(make_napari_viewer, qt
     widget.stack_every.value = 4
     widget.preview_every.value = 3
     widget.seed.value = 7
+    assert widget.blend.value is True
+    widget.blend.value = False  # the network alone, whose "auto" is two fits
     run_to_end(qtbot, widget)
 
     assert errors == []
@@ -178,6 +201,7 @@ def test_run_adds_result_with_geometry_metadata_and_stack(make_napari_viewer, qt
     assert record["parameters"]["task"] == "denoise" and record["parameters"]["seed"] == 7
     assert record["parameters"]["ensemble"] == 2 and "ensemble" not in record["restore_kwargs"]
     assert record["restore_kwargs"]["iterations"] == 12
+    assert record["restore_kwargs"]["blend"] is False and "classical" not in record["parameters"]
     assert len(record["history"]["loss"]) == 12
 
     stack = viewer.layers["noisy · DIP denoise · iterations"]

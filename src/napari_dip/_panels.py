@@ -255,9 +255,10 @@ class StacksPanel(Panel):
 
 
 class DevicePanel(Panel):
-    """Where the run goes, its seed, and how many fits are averaged."""
+    """Where the run goes, its seed, how many fits are averaged, and whether DIP's estimate
+    is blended with the classical method's."""
 
-    exposes = ("device", "seed", "ensemble")
+    exposes = ("device", "seed", "ensemble", "blend")
 
     def __init__(self, devices: Sequence[str]):
         super().__init__()
@@ -268,8 +269,18 @@ class DevicePanel(Panel):
             tooltip="fit K networks at once (seeds seed, seed+1, ...) and average them; K > 1 "
                     "also gives an uncertainty layer (their per-pixel standard deviation). "
                     "0 (auto, the default): 2 where DIP denoises (Gaussian or Poisson noise) "
-                    "or super-resolves to at most 100x100 pixels, else 1")
+                    "or super-resolves to at most 100x100 pixels (1 where it blends with "
+                    "BM3D), else 1")
+        self.blend = CheckBox(
+            text="blend with the classical method", value=True,
+            tooltip="DIP, single images: blend the network's estimate with BM3D (Gaussian "
+                    "noise), Anscombe + BM3D (photon counts) or Richardson-Lucy (photon-count "
+                    "deconvolution), with the weight a validation fit chooses; off: the "
+                    "network's estimate alone")
         self.extend(self.controls)
+
+    def update_visibility(self, settings: WidgetSettings, axes: str | None = None) -> None:
+        self.blend.visible = settings.method == "dip"
 
 
 class DeepREDPanel(Panel):

@@ -275,7 +275,8 @@ def check_ensemble(ensemble, method: Method, volume: bool) -> int | str:
             f"from 1 to {MAX_ENSEMBLE} (e.g. ensemble=4: four fits, with their per-pixel standard "
             f"deviation as result.uncertainty; 1 is a single fit; 'auto', the default, "
             f"is {AUTO_ENSEMBLE} fits for DIP denoising of planes up to "
-            f"{AUTO_ENSEMBLE_MAX_PIXELS} pixels and 1 otherwise), got {ensemble!r}")
+            f"{AUTO_ENSEMBLE_MAX_PIXELS} pixels (1 where it blends with BM3D), super-"
+            f"resolution and photon-count deconvolution, and 1 otherwise), got {ensemble!r}")
     ensemble = int(ensemble)
     if ensemble > 1 and not method.ensemble:
         runs = " or ".join(f"method={m.name!r}" for m in METHODS.values() if m.ensemble)
