@@ -100,6 +100,20 @@ def test_sample_reports_psnr(tmp_path, capsys):
     assert io.imread(out).shape == (96, 96)
 
 
+@pytest.mark.classical_blend
+def test_the_summary_names_the_blend(tmp_path, capsys):
+    out = tmp_path / "sample.png"
+    code, stdout, stderr = run(capsys, "restore", "--sample", "-o", str(out), "--iterations",
+                               "30", "--quiet")
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["blended_with"] == "bm3d" and 0 <= summary["network_weight"] <= 1
+    assert summary["psnr_result"] > summary["psnr_input"] + 5  # BM3D carries a short run
+    code, stdout, _ = run(capsys, "restore", "--sample", "-o", str(tmp_path / "n.png"),
+                          "--iterations", "30", "--quiet", "--no-blend")
+    assert code == 0 and "blended_with" not in json.loads(stdout)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["restore"], "give an INPUT image file, or --sample"),
     (["restore", "missing.png"], "no such file"),

@@ -523,6 +523,9 @@ def _summary(output: Path, result, image, truth) -> dict:
             summary[key] = result.parameters[key]
     if result.parameters.get("ensemble", 1) > 1:
         summary["ensemble"] = result.parameters["ensemble"]
+    if "classical" in result.parameters:  # blended with it (napari_dip.thinning)
+        summary["blended_with"] = result.parameters["classical"]
+        summary["network_weight"] = round(float(result.parameters["classical_blend_weight"]), 3)
     if truth is not None and truth.shape == result.image.shape:
         data_range = float(truth.max() - truth.min())
         summary["psnr_input"] = round(_psnr(image, truth, data_range), 2)
