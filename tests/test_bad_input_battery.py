@@ -107,7 +107,7 @@ CASES = [
      "beyond float32"),
     ("denoiser_timeout negative", dict(DEEPRED, denoiser_timeout=-1), "denoiser_timeout",
      "positive"),
-    ("option for a method without options", dict(lam=0.5), "lam", "takes no options"),
+    ("another method's option", dict(lam=0.5), "lam", "an option of method='deepred'"),
 ]
 
 

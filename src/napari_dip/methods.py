@@ -91,8 +91,12 @@ def unknown_keyword_message(unknown, valid, where: str, keywords=()) -> str:
     """"unknown option(s) for WHERE: x (did you mean y?); this method takes: ..." """
     parts = []
     for name in unknown:
+        owners = [m.name for m in METHODS.values() if name in {o.name for o in m.options}]
         close = difflib.get_close_matches(name, [*valid, *keywords], n=1)
-        parts.append(f"{name} (did you mean {close[0]}?)" if close else name)
+        if owners:
+            parts.append(f"{name} (an option of method={owners[0]!r})")
+        else:
+            parts.append(f"{name} (did you mean {close[0]}?)" if close else name)
     takes = f"this method takes: {', '.join(sorted(valid))}" if valid \
         else f"{where} takes no options"
     return f"unknown option(s) for {where}: {', '.join(parts)}; {takes}"
