@@ -27,6 +27,7 @@ from skimage.restoration import (
     denoise_nl_means,
     denoise_tv_chambolle,
     inpaint_biharmonic,
+    unsupervised_wiener,
     wiener,
 )
 from skimage.transform import resize
@@ -113,12 +114,17 @@ def blended_classical(degraded: np.ndarray, params: dict) -> np.ndarray:
     layout ((H, W) or (H, W, C))."""
     from types import SimpleNamespace
 
+    from napari_dip.kernels import blur_kernel
     from napari_dip.thinning import anscombe_bm3d, bm3d_at_sigma
+    from napari_dip.thinning import unsupervised_wiener as self_tuned
 
     chw = degraded[None] if degraded.ndim == 2 else np.moveaxis(degraded, -1, 0)
     chw = chw.astype(np.float64)
     if params["classical"] == "anscombe-bm3d":
         out = anscombe_bm3d(chw)
+    elif params["classical"] == "wiener":
+        out = self_tuned(chw, SimpleNamespace(
+            kernel=blur_kernel(params["kernel"]), boundary="circular", seed=params["seed"]))
     else:
         out = bm3d_at_sigma(chw, SimpleNamespace(noise_sigma=params["noise_sigma"]))
     return out[0] if degraded.ndim == 2 else np.moveaxis(out, 0, -1)
@@ -278,7 +284,12 @@ def bench_deblur(imgs, device, full, rows):
         rows.append({**base, **classical("Wiener (balance 0.01)", np.clip(est, 0, 1), clean, t)})
         est, t = timed(richardson_lucy_circular, blurred, k, 30)
         rows.append({**base, **classical("Richardson-Lucy (30, circular)", est, clean, t)})
-        for label, kw in [*dip_rows("DIP fast", {}),
+        est, t = timed(unsupervised_wiener, blurred, k, clip=False,
+                       rng=np.random.default_rng(0))
+        rows.append({**base, **classical("Wiener, self-tuned (unsupervised)",
+                                         np.clip(est[0], 0, 1), clean, t)})
+        for label, kw in [*dip_rows("DIP fast (default: blend with self-tuned Wiener)", {}),
+                          ("DIP fast, no blend", {"blend": False}),
                           ("DeepRED-NLM fast", {"method": "deepred"})]:
             # the data was blurred with the circular operator: the engine models it so
             r = run_engine(blurred.astype(np.float32), clean, task="deblur", kernel=kname,
