@@ -149,6 +149,8 @@ def test_a_gaussian_denoising_run_beats_both_the_network_and_bm3d():
     weight = params["classical_blend_weight"]
     assert params["classical"] == "bm3d" and 0.05 < weight < 0.95
     assert params["ensemble"] == 1 and result.uncertainty is None
+    # the classical estimate is clipped to the data's range, as the network's result is
+    assert noisy.min() <= result.image.min() and result.image.max() <= noisy.max()
     classical = thinning.bm3d_at_sigma(noisy[None].astype(np.float64),
                                        SimpleNamespace(noise_sigma=params["noise_sigma"]))[0]
     network = (result.image - (1 - weight) * classical) / weight

@@ -44,6 +44,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .cancel import raise_if_cancelled
 from .records import Result, Step
 
 #: Share of each count given to the validation half.
@@ -61,7 +62,7 @@ LABELS = {"anscombe-bm3d": "Anscombe + BM3D", "bm3d": "BM3D",
 #: benchmark's camera crop the truth's weights were 0.40 (Gaussian blur) and 0.28 (9x9 box).
 DEBLUR_WEIGHT = 0.5
 #: Richardson-Lucy iteration counts tried on the thinned half (cheap: no network).
-RL_ITERATIONS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 75, 100)
+RL_ITERATIONS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
 
 
 @dataclass(frozen=True)
@@ -251,7 +252,7 @@ def blended_run(solver, device, cancel=None) -> Generator[Step, None, Result]:
     ``classical_blend_weight`` (the network's share, in [0, 1]) and
     ``validation_iterations`` (0 without a validation fit); its ``uncertainty`` (ensembles)
     is the members' spread times that weight, as the blend scales the network's part."""
-    from .problem import in_layout
+    from .problem import Scaling, in_layout
 
     blend = blend_for(solver)
     request = solver.request
@@ -264,7 +265,10 @@ def blended_run(solver, device, cancel=None) -> Generator[Step, None, Result]:
     else:
         weight, validation_iterations = yield from _validated_weight(
             blend, request, full, device, cancel)
-    classical = in_layout(blend.estimate(request.image, request), request)
+    raise_if_cancelled(cancel, " before the classical estimate")
+    scaling = Scaling.fit(request.image, request.noise, request.value_range)
+    classical = in_layout(np.clip(blend.estimate(request.image, request), scaling.low,
+                                  scaling.high), request)  # the data's range, as the network's
     image = (weight * full.image + (1 - weight) * classical).astype(np.float32)
     parameters = {**full.parameters, "classical": blend.name,
                   "classical_blend_weight": weight,
@@ -302,6 +306,7 @@ def _validated_weight(blend: Blend, request, full: Result, device, cancel
     finally:
         steps.close()
     # the weight's sums do not depend on the layout: y1's estimates and y2 in the result's
+    raise_if_cancelled(cancel, " before the classical estimate")
     weight = blend_weight(half.image, in_layout(blend.estimate(y1, half_request), request),
                           in_layout(y2, request))
     return weight, half.iterations
