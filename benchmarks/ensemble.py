@@ -115,7 +115,8 @@ def defaults(size: int, iterations: int | None, device: str) -> list[dict]:
     rows = []
     for k, seed in [(4, 0), (1, 0), (1, 1), (1, 2), (1, 3)]:
         start = time.perf_counter()
-        r = restore(noisy, ensemble=k, seed=seed, iterations=iterations, device=device)
+        r = restore(noisy, ensemble=k, seed=seed, iterations=iterations, device=device,
+                    blend=False)  # the ensemble itself, not its BM3D blend
         row = {"run": f"ensemble={k}, seed {seed}" + (f" (seeds {seed}..{seed + k - 1})"
                                                       if k > 1 else ""),
                "PSNR": psnr(r.image, clean), "iterations": r.iterations,

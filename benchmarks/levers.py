@@ -180,7 +180,8 @@ def network_comparison(device: str) -> list[dict]:
                 noisy = (clean + rng.normal(0, SIGMA, clean.shape)).astype(np.float32)
                 start, best = time.perf_counter(), -np.inf
                 steps = iterate(noisy, device=device, preview_every=50,
-                                channel_axis=-1 if clean.ndim == 3 else None, ensemble=1)
+                                channel_axis=-1 if clean.ndim == 3 else None, ensemble=1,
+                                blend=False)
                 while True:
                     try:
                         step = next(steps)

@@ -107,7 +107,7 @@ def fusion_rows() -> list[dict]:
                      "psnr": psnr(classical, clean), "seconds": time.perf_counter() - start})
         start = time.perf_counter()
         dip = restore(noisy, device="cpu", channel_axis=-1 if colour else None,
-                      ensemble=1).image
+                      ensemble=1, blend=False).image  # the network alone, averaged below
         seconds = time.perf_counter() - start
         for w in (1.0, 0.5, 0.3):
             label = "DIP default" if w == 1.0 else f"{w:g}·DIP + {1 - w:g}·BM3D"

@@ -43,7 +43,7 @@ sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: No
 times = []
 if which == "napari-dip":
     steps = iterate(image, preset=preset, iterations=STEPS + 3, early_stop=True, device=device,
-                    channel_axis=-1 if colour else None, ensemble=1)
+                    channel_axis=-1 if colour else None, ensemble=1, blend=False)
     t = time.perf_counter()
     for step in steps:
         sync(); now = time.perf_counter(); times.append(now - t); t = now
