@@ -28,11 +28,16 @@ marked ``stage="validation"``); the weight whose combination predicts y2 best (l
 squares, clipped to [0, 1]: y2's noise is independent of both predictions, so it adds the
 same to every weight's error) is then applied to the two estimates of the whole data.
 
-Measured (``benchmarks/results/quality.md``, ``deconvolution.md``): photon counts (the cell,
-peak 30) 28.94 dB against Anscombe + BM3D 28.82 and the network's 28.41; Gaussian noise
-(sigma 25/255, 96 px crops, one fit plus the validation fit) camera 28.41 / astronaut 31.16 /
-barbara 29.09 against BM3D 28.31 / 31.02 / 29.09 (the network alone 27.38 / 30.00 / 27.21,
-thinned weights 0.21 / 0.27 / 0.00 against the truth's 0.23 / 0.25 / 0.05).
+Measured (``benchmarks/results/quality.md``, ``deconvolution.md``, 2026-12-07): photon counts
+(the cell, peak 30) 28.94 dB against Anscombe + BM3D 28.82 and the network's 28.41; Gaussian
+noise (sigma 25/255, 96 px crops, one fit plus the validation fit, two threads) camera
+28.37 / astronaut 31.12 / barbara 29.11 against (C)BM3D 28.31 / 31.02 / 29.09 (the network
+alone 27.46 / 30.12 / 27.29; with one thread the thinned weights were 0.21 / 0.27 / 0.00
+against the truth's 0.23 / 0.25 / 0.05); photon-count deconvolution +0.59 to +0.66 dB over
+Richardson-Lucy at the truth's best iteration count on the benchmark's three 2-D scenes
+(+0.22 to +0.62 on six others); circular deblurring of the camera crop 26.94 / 25.20
+(Gaussian / box blur) against the self-tuned Wiener's 26.16 / 25.11 and the network's
+25.65 / 22.79.
 
 Torch-free (the solvers' rules are imported where a solver is checked).
 """
@@ -50,7 +55,7 @@ from .records import Result, Step
 #: Share of each count given to the validation half.
 SHARE = 0.5
 #: The network's share of a photon-count deconvolution (no validation fit): the weights the
-#: truth would choose for two fits and Richardson-Lucy were 0.37-0.69 over the benchmark's
+#: truth would choose for two fits and Richardson-Lucy were 0.37-0.78 over the benchmark's
 #: three scenes and three seeds (``benchmarks/results/deconvolution.md``); 0.5 lost at most
 #: 0.2 dB to them.
 DECONVOLUTION_WEIGHT = 0.5
