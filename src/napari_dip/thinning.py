@@ -57,7 +57,7 @@ SHARE = 0.5
 #: The network's share of a photon-count deconvolution (no validation fit): the weights the
 #: truth would choose for two fits and Richardson-Lucy were 0.37-0.78 over the benchmark's
 #: three scenes and three seeds (``benchmarks/results/deconvolution.md``); 0.5 lost at most
-#: 0.2 dB to them.
+#: 0.25 dB to them.
 DECONVOLUTION_WEIGHT = 0.5
 #: The classical methods by their record name (``classical``), in words.
 LABELS = {"anscombe-bm3d": "Anscombe + BM3D", "bm3d": "BM3D",
