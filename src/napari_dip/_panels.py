@@ -274,9 +274,10 @@ class DevicePanel(Panel):
         self.blend = CheckBox(
             text="blend with the classical method", value=True,
             tooltip="DIP, single images: blend the network's estimate with BM3D (Gaussian "
-                    "noise), Anscombe + BM3D (photon counts) or Richardson-Lucy (photon-count "
-                    "deconvolution), with the weight a validation fit chooses; off: the "
-                    "network's estimate alone")
+                    "noise; the weight a validation fit chooses), Anscombe + BM3D (photon "
+                    "counts; likewise), Richardson-Lucy (photon-count deconvolution) or the "
+                    "self-tuned Wiener filter (circular deblurring; both averaged equally); "
+                    "off: the network's estimate alone")
         self.extend(self.controls)
 
     def update_visibility(self, settings: WidgetSettings, axes: str | None = None) -> None:

@@ -262,8 +262,8 @@ def _plural(n: int, word: str) -> str:
 def how_it_stopped(result) -> str:
     """Why a run ended, in words: "reached the limit (1500 iterations)", "stopped at the
     noise level at 498", "stopped by ES-WMV at 1212, kept 912" (inpainting: "by the
-    held-out pixels"); for stacks and tiles, how many parts stopped early. Photon counts
-    add a blend with the classical method (:mod:`napari_dip.thinning`): "..., blended with
+    held-out pixels"); for stacks and tiles, how many parts stopped early. A blend with
+    the classical method (:mod:`napari_dip.thinning`) is added: "..., blended with
     Anscombe + BM3D (network 0.35)"."""
     from .thinning import LABELS
 

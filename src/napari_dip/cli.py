@@ -160,7 +160,7 @@ def add_restore_options(r: argparse.ArgumentParser) -> None:
     r.add_argument("--no-warm-start", action="store_true",
                    help="start every plane or tile from fresh weights")
     r.add_argument("--no-blend", action="store_true", help="DIP: the network's estimate "
-                   "alone, not blended with BM3D / Anscombe + BM3D / Richardson-Lucy")
+                   "alone, not blended with BM3D / Anscombe + BM3D / Richardson-Lucy / Wiener")
     r.add_argument("--denoiser", choices=tuple(DENOISERS), help="DeepRED denoiser (default nlm)")
     r.add_argument("--denoiser-sigma", help="DeepRED denoiser sigma in [0, 1] units (a "
                    "fraction of the image's range), or auto")

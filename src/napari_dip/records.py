@@ -61,8 +61,8 @@ class Step:
         minimum so far), or None.
     stage:
         None for the run's own steps; ``"validation"`` for the steps of the second fit that
-        photon-count runs make on half of the counts to weigh their blend with Anscombe +
-        BM3D (:mod:`napari_dip.thinning`; no preview).
+        a blend with the classical method makes on validation data (half the counts, or a
+        re-noised copy) to choose its weight (:mod:`napari_dip.thinning`; no preview).
     region:
         Where ``preview`` goes in :attr:`Result.image`: ``result.image[region] = preview``
         (integers on the iterated axes, slices elsewhere). None: the preview is the whole

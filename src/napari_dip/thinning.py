@@ -160,8 +160,8 @@ def richardson_lucy_steps(data: np.ndarray, kernel: np.ndarray, counts) -> dict:
     sum 1) after each number of iterations in ``counts``: {n: estimate (H, W)}. The data are
     padded by reflection by the kernel's half-width first (and the estimates cropped back),
     which spares the zero boundary's artefacts. The multiplicative update
-    x <- x * K^T (y / K x) (Richardson 1972, Lucy 1974), from a flat start at the data's
-    mean, as scikit-image's ``richardson_lucy`` (0.5 there, on data scaled by its maximum)."""
+    x <- x * K^T (y / K x) (Richardson 1972, Lucy 1974), from a flat start at half the
+    data's maximum, as scikit-image's ``richardson_lucy`` (0.5 on data scaled by it)."""
     from scipy.signal import fftconvolve
 
     half = [n // 2 for n in kernel.shape]
@@ -211,7 +211,7 @@ def richardson_lucy_thinned(counts: np.ndarray, request) -> np.ndarray:
     defined). On the deconvolution benchmark's 2-D scenes it picked 3-10 iterations where
     the truth's best was 3-10 (within 0.3 dB of it)."""
     kernel = request.kernel
-    y1, y2 = split_counts(request)[:2]
+    y1, y2 = split(counts, request.seed)
     inner = tuple(slice(n // 2, n // 2 + m - n + 1)
                   for n, m in zip(kernel.shape, counts.shape[1:], strict=True))
     out = []
@@ -261,7 +261,7 @@ def blended_run(solver, device, cancel=None) -> Generator[Step, None, Result]:
 
     blend = blend_for(solver)
     request = solver.request
-    if blend.name == "bm3d":  # the level it stops at, estimated or given
+    if solver.noise_sigma is not None:  # the level the run stops at, estimated or given
         request = replace(request, noise_sigma=solver.noise_sigma)
     full = yield from solver.run()
     del solver  # its network and optimiser state: not held beside the next fit's
