@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .architecture import NetworkConfig, padded_layout, padded_length, padded_size, size_factors
+from .consistency import back_project
 from .operators import Operator
 from .plan import Request
 from .presets import largest_hole_radius
@@ -75,6 +76,11 @@ class Problem:
     #: A valid boundary's ``y`` is 0 outside the measurement's window; this is the
     #: measurement padded by reflection instead, to start estimates from (DeepRED's x).
     start: torch.Tensor | None = None
+    #: Tasks that back-project (super-resolution, Gaussian noise): the residual's root mean
+    #: square, in the network's units, that results are corrected down to (0: as far as
+    #: the correction goes; the noise level the run was given otherwise). None: no
+    #: correction (other tasks, and Poisson or Rician data, whose noise it would bring back).
+    back_project_floor: float | None = None
 
     @property
     def channels(self) -> int:
@@ -137,10 +143,14 @@ def build_problem(request: Request, config: NetworkConfig, device: torch.device)
 
     crop = tuple(slice(b * k, (b + n) * k) for b, n, k in zip(before, spatial, factors,
                                                                 strict=True))
+    floor = None
+    if TASKS[request.task].back_project and request.noise == "gaussian":
+        given = request.noise_sigma
+        floor = float(given) / scaling.scale if isinstance(given, (int, float)) else 0.0
     return Problem(
         y=torch.as_tensor(y[None], dtype=torch.float32, device=device),
         operator=op.to(device), scaling=scaling, factor=f, crop=crop, guide=guide, known=known,
-        z_factor=fz, z_strides=strides, start=start,
+        z_factor=fz, z_strides=strides, start=start, back_project_floor=floor,
     )
 
 
@@ -149,8 +159,14 @@ def to_output(estimate: torch.Tensor, problem: Problem, request: Request) -> np.
     (finite: a non-finite estimate raises FloatingPointError).
 
     For inpainting the known pixels keep their measured values; only the holes are filled.
+    Super-resolution's estimate is back-projected first (:mod:`napari_dip.consistency`), so
+    a result reproduces its measurement down to the noise level the run was given.
     """
-    x = _cropped(estimate[:1], problem)[0]
+    estimate = estimate[:1]
+    if problem.back_project_floor is not None:
+        estimate = back_project(estimate, problem.operator, problem.y,
+                                problem.back_project_floor)
+    x = _cropped(estimate, problem)[0]
     if problem.known is not None:
         x = np.where(problem.known, request.image, x)
     return in_layout(x, request)

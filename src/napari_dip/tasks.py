@@ -103,7 +103,9 @@ class Task:
     run modes it allows. ``squared_residual``: its data term is a mean squared residual that
     the discrepancy principle can compare with the noise variance. ``noise_estimable``: the
     measurement's finest scales hold its noise, so ``noise_sigma="auto"`` can estimate it
-    (the wavelet estimate fails on holes, low-resolution and blurred data)."""
+    (the wavelet estimate fails on holes, low-resolution and blurred data).
+    ``back_project``: results are corrected to reproduce the measurement
+    (:mod:`napari_dip.consistency`), down to the noise level the run was given."""
 
     name: str
     label: str  # short, for layer names: "super-resolution"
@@ -117,6 +119,7 @@ class Task:
     factors: tuple[int, ...] = ()  # super-resolution factors in-plane
     volume_factors: tuple[int, ...] = ()  # ... and along Z in mode="volume"
     untiled_reason: str = ""  # why "tiles" is not in ``modes``, for the error message
+    back_project: bool = False
 
     def needs(self, name: str) -> bool:
         return name in self.inputs
@@ -143,7 +146,7 @@ TASKS: dict[str, Task] = {
     "super_resolution": Task(
         "super_resolution", "super-resolution", "super-resolution", _downsample,
         inputs=("factor",), modes=("slices", "volume", "tiles"), factors=(2, 4, 8),
-        volume_factors=(2, 3, 4, 5, 6, 7, 8),
+        volume_factors=(2, 3, 4, 5, 6, 7, 8), back_project=True,
         method_defaults={"deepred": DeepREDDefaults(
             lam=0.05, mu=0.06, sigma=5 / 255, lr=0.001, input_noise=None,
             x_init="bicubic")}),
