@@ -445,7 +445,9 @@ def write(rows: list[dict], name: str, device: str, full: bool) -> None:
             "photon counts with Anscombe + BM3D, Gaussian denoising with BM3D) the "
             "network's weight in the blend that data thinning chose, and *network_psnr* "
             "the network's part alone; *psnr* is the blend's. DIP rows run before "
-            "2026-12-07 (the header's dates) had no blend.", "",
+            "2026-12-07 (the header's dates) had no blend. Super-resolution results are "
+            "back-projected onto their measurement (napari_dip.consistency) since the sr "
+            "run of 2026-12-07 with 492 s.", "",
             markdown_table(rows, cols), ""]
     (RESULTS / f"{name}.md").write_text("\n".join(text))
     (RESULTS / f"{name}.json").write_text(json.dumps(rows, indent=1, default=float))

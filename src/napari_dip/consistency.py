@@ -8,8 +8,9 @@ x + A^T (A A^T)^-1 (y - A x), reached by conjugate gradients on the normal equat
 (CGLS, Hestenes and Stiefel 1952) started at x, which changes x only within the span of
 A^T (the detail the measurement holds) and leaves what the network invented elsewhere.
 
-On the quality benchmark's 96 px crops (x4, noise-free) it added 0.14 / 0.25 / 0.03 dB to a
-DIP fit (camera, astronaut, barbara; ``benchmarks/results/quality.md``), within 2 steps.
+On the quality benchmark's 96 px crops (x4, noise-free; camera / astronaut / barbara) it
+added 0.14 / 0.25 / 0.03 dB to one DIP fit (scratch, complete within 2 steps) and
+0.13 / 0.22 / 0.02 dB to the default's two (``benchmarks/results/quality.md``).
 
 Noise in y would come back with the correction, so the residual is never brought below the
 noise level the run was given (``floor``): a fit that already reached it is left alone.
