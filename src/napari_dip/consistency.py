@@ -10,7 +10,8 @@ A^T (the detail the measurement holds) and leaves what the network invented else
 
 On the quality benchmark's 96 px crops (x4, noise-free; camera / astronaut / barbara) it
 added 0.14 / 0.25 / 0.03 dB to one DIP fit (scratch, complete within 2 steps) and
-0.13 / 0.22 / 0.02 dB to the default's two (``benchmarks/results/quality.md``).
+0.13 / 0.22 / 0.02 dB to the default's two (``benchmarks/results/quality.md``); x2 on the
+camera crop +0.89 dB, x8 on a 128 px camera crop +0.01 dB (one fit each, scratch).
 
 Noise in y would come back with the correction, so the residual is never brought below the
 noise level the run was given (``floor``): a fit that already reached it is left alone.
