@@ -68,6 +68,7 @@ def test_which_runs_back_project():
     assert _floor(low, **sr, noise_sigma=0.03) == pytest.approx(0.05)
     assert _floor((low * 40).round(), **sr, noise="poisson") is None  # counts keep their noise
     assert _floor(low) is None  # denoising: the measurement is the noisy image itself
+    assert "back_projected" not in restore(low, iterations=2, early_stop=False).parameters
 
 
 def test_a_super_resolved_result_gains_from_it(monkeypatch):
@@ -79,6 +80,7 @@ def test_a_super_resolved_result_gains_from_it(monkeypatch):
     corrected = restore(low, **kwargs)
     monkeypatch.setattr(problem_module, "back_project", lambda x, *args: x)
     plain = restore(low, **kwargs)
+    assert corrected.parameters["back_projected"] is True
     gain = psnr(corrected.image, clean) - psnr(plain.image, clean)
     assert gain > 0.5, gain
     with torch.no_grad():

@@ -466,6 +466,8 @@ class DIPSolver:
             params["kernel"] = np.asarray(r.kernel).tolist()
         if r.boundary is not None:
             params["boundary"] = r.boundary
+        if self.problem.back_project_floor is not None:  # napari_dip.consistency
+            params["back_projected"] = True
         params.update({k: _jsonable(v) for k, v in self.options.items()})
         return params
 
