@@ -191,6 +191,7 @@ class DIPSolver:
         self.likelihood = make_likelihood(
             request.noise, None if self.likelihood_sigma is None
             else self.likelihood_sigma / problem.scaling.scale)
+        self.output_floor = get_noise_model(request.noise).output_floor
 
         self.ensemble = request.ensemble
         self.net, z, self.generators = build_members(request, preset, problem, device)
@@ -357,6 +358,8 @@ class DIPSolver:
         if sigma_p > 0:
             z = z + sigma_p * perturbation(z, self.generators)
         out = self.net(z)
+        if self.output_floor:  # (0, 1) -> (-floor, 1): see NoiseModel.output_floor
+            out = out * (1 + self.output_floor) - self.output_floor
         loss = self.objective(out)
         loss.backward()
         self.optimizer.step()
