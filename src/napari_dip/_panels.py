@@ -85,7 +85,10 @@ class SourcePanel(Panel):
                                       "the layer you select or add")
         self.task = ComboBox(label="task", choices=TASK_CHOICES, value="denoise")
         self.noise = ComboBox(label="noise model", choices=NOISE_CHOICES, value="gaussian",
-                              tooltip="Poisson for photon counts (non-negative data)")
+                              tooltip="Poisson for photon counts (non-negative data); "
+                                      "Rician for magnitude MRI with a dark background "
+                                      "(on bright images without one, Gaussian with its "
+                                      "BM3D blend did better)")
         self.extend(self.controls)
 
 
