@@ -188,7 +188,9 @@ def main() -> None:
         _write("mri", "Rician against Gaussian likelihood on magnitude MR images",
                "DIP, fast preset (1500 steps), seed 0. gaussian: the Gaussian likelihood "
                "stopped by the discrepancy principle at the noise level it estimates (the "
-               "default). rician ES-WMV: the Rician likelihood stopped by ES-WMV (an "
+               "default; since 2026-12-07 blended with BM3D, napari_dip.thinning, whose "
+               "validation fit its seconds include). Rician runs since 2026-12-07 stretch "
+               "the network's output to (-0.2, 1) (NoiseModel.output_floor). rician ES-WMV: the Rician likelihood stopped by ES-WMV (an "
                "explicit patience; the default before 2026-12-02); rician discrepancy: "
                "stopped by the Rician discrepancy principle at 0.9 times the mean Rician "
                "variance (stabilisers.RicianDiscrepancy, the default now); x1: the same at "
