@@ -143,9 +143,8 @@ def add_restore_options(r: argparse.ArgumentParser) -> None:
                         "noise) or super-resolves to at most 100x100 pixels, else 1); "
                         "--uncertainty needs K >= 2 given")
     r.add_argument("--noise", choices=NOISE_MODELS, default=None,
-                   help="noise model (default gaussian; poisson for photon counts, "
-                        "rician for magnitude MRI with a dark background: on bright "
-                        "images without one, gaussian with its BM3D blend did better)")
+                   help="noise model (default gaussian; poisson for photon counts, rician "
+                        "for magnitude MRI with a dark background (else gaussian did better))")
     r.add_argument("--channel-axis", type=int, default=None,
                    help="axis holding colour channels (default: -1 for RGB pictures)")
     r.add_argument("--axes", help="one letter per axis of INPUT: T (time), Z (depth), Y, X, "

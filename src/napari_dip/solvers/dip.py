@@ -441,38 +441,43 @@ class DIPSolver:
         return steps
 
     def parameters(self) -> dict[str, Any]:
-        """Every setting of the run, JSON-serialisable."""
-        from .. import __version__
+        """Every setting of the run, JSON-serialisable (:func:`run_parameters`)."""
+        return run_parameters(self)
 
-        r = self.request
-        params: dict[str, Any] = {
-            "task": r.task, "method": self.name, "preset": self.preset.name,
-            "iterations": self.iterations, "early_stop": r.early_stop, "seed": r.seed,
-            "ensemble": self.ensemble,
-            "device": str(self.device), "noise": r.noise, "channel_axis": r.channel_axis,
-            "factor": r.factor if self.task.needs("factor") else None,
-            "kernel": r.kernel_name,
-            "lr": self.preset.lr, "input_noise": self.preset.input_noise,
-            "input_kind": self.preset.input_kind, "input_channels": self.preset.input_channels,
-            "ema": self.preset.ema, "network": self.preset.network.to_dict(),
-            "input_shape": list(r.input_shape), "input_dtype": r.input_dtype,
-            "version": __version__,
-        }
-        params.update(self.stopping.parameters())
-        if self.discrepancy is not None and self.noise_sigma is not None:  # Gaussian's sigma
-            params.update(noise_sigma=self.noise_sigma,
-                          noise_sigma_estimated=self.noise_sigma_estimated)
-        if self.likelihood_sigma is not None:  # the likelihood's own (Rician) sigma
-            params.update(noise_sigma=self.likelihood_sigma,
-                          noise_sigma_estimated=self.likelihood_sigma_estimated)
-        if r.kernel_name == "custom":
-            params["kernel"] = np.asarray(r.kernel).tolist()
-        if r.boundary is not None:
-            params["boundary"] = r.boundary
-        if self.problem.back_project_floor is not None:  # napari_dip.consistency
-            params["back_projected"] = True
-        params.update({k: _jsonable(v) for k, v in self.options.items()})
-        return params
+
+def run_parameters(solver: DIPSolver) -> dict[str, Any]:
+    """Every setting of a DIP (or DeepRED) run, JSON-serialisable."""
+    from .. import __version__
+
+    r = solver.request
+    params: dict[str, Any] = {
+        "task": r.task, "method": solver.name, "preset": solver.preset.name,
+        "iterations": solver.iterations, "early_stop": r.early_stop, "seed": r.seed,
+        "ensemble": solver.ensemble,
+        "device": str(solver.device), "noise": r.noise, "channel_axis": r.channel_axis,
+        "factor": r.factor if solver.task.needs("factor") else None,
+        "kernel": r.kernel_name,
+        "lr": solver.preset.lr, "input_noise": solver.preset.input_noise,
+        "input_kind": solver.preset.input_kind, "input_channels": solver.preset.input_channels,
+        "ema": solver.preset.ema, "network": solver.preset.network.to_dict(),
+        "input_shape": list(r.input_shape), "input_dtype": r.input_dtype,
+        "version": __version__,
+    }
+    params.update(solver.stopping.parameters())
+    if solver.discrepancy is not None and solver.noise_sigma is not None:  # Gaussian's sigma
+        params.update(noise_sigma=solver.noise_sigma,
+                      noise_sigma_estimated=solver.noise_sigma_estimated)
+    if solver.likelihood_sigma is not None:  # the likelihood's own (Rician) sigma
+        params.update(noise_sigma=solver.likelihood_sigma,
+                      noise_sigma_estimated=solver.likelihood_sigma_estimated)
+    if r.kernel_name == "custom":
+        params["kernel"] = np.asarray(r.kernel).tolist()
+    if r.boundary is not None:
+        params["boundary"] = r.boundary
+    if solver.problem.back_project_floor is not None:  # napari_dip.consistency
+        params["back_projected"] = True
+    params.update({k: _jsonable(v) for k, v in solver.options.items()})
+    return params
 
 
 def _jsonable(value):
