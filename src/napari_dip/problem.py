@@ -76,10 +76,11 @@ class Problem:
     #: A valid boundary's ``y`` is 0 outside the measurement's window; this is the
     #: measurement padded by reflection instead, to start estimates from (DeepRED's x).
     start: torch.Tensor | None = None
-    #: Tasks that back-project (super-resolution, Gaussian noise): the residual's root mean
-    #: square, in the network's units, that results are corrected down to (0: as far as
-    #: the correction goes; the noise level the run was given otherwise). None: no
-    #: correction (other tasks, and Poisson or Rician data, whose noise it would bring back).
+    #: Tasks that back-project (super-resolution) with noise of a standard deviation
+    #: (Gaussian, ``NoiseModel.has_sigma``): the residual's root mean square, in the
+    #: network's units, that results are corrected down to (0: as far as the correction
+    #: goes; the noise level the run was given otherwise). None: no correction (other
+    #: tasks, and Poisson or Rician data, whose noise it would bring back).
     back_project_floor: float | None = None
 
     @property
@@ -144,7 +145,7 @@ def build_problem(request: Request, config: NetworkConfig, device: torch.device)
     crop = tuple(slice(b * k, (b + n) * k) for b, n, k in zip(before, spatial, factors,
                                                                 strict=True))
     floor = None
-    if TASKS[request.task].back_project and request.noise == "gaussian":
+    if TASKS[request.task].back_project and get_noise_model(request.noise).has_sigma:
         given = request.noise_sigma
         floor = float(given) / scaling.scale if isinstance(given, (int, float)) else 0.0
     return Problem(
