@@ -40,9 +40,14 @@ SIGMA = 25 / 255
 #: ``--ensembles``: extra rows ``ensemble=K`` for each K, on the tasks other than denoising
 #: (which always has its own ensemble rows), beside the default DIP row.
 ENSEMBLES: list[int] = []
-#: ``--only``: run only the denoising DIP and DeepRED rows whose label holds one of these
-#: (the classical rows always run); with ``--merge`` only those rows are replaced.
+#: ``--only``: run only the DIP and DeepRED rows whose label holds one of these (the
+#: classical rows always run); with ``--merge`` only those rows are replaced.
 ONLY: list[str] = []
+
+
+def wanted(label: str) -> bool:
+    """Whether ``--only`` lets the engine row ``label`` run."""
+    return not ONLY or any(part in label for part in ONLY)
 
 
 def dip_rows(label: str, kw: dict) -> list[tuple[str, dict]]:
@@ -167,9 +172,14 @@ def bench_denoise(imgs, device, full, rows):
                           ("DIP fast (default: 1 fit + validation fit, BM3D blend)", {}),
                           ("DIP fast, ensemble=4, no blend", {"ensemble": 4, "blend": False}),
                           ("DIP paper, no blend", {"preset": "paper", "blend": False}),
-                          ("DeepRED-NLM fast", {"method": "deepred"}),
-                          ("DeepRED-BM3D fast", {"method": "deepred", "denoiser": "bm3d"})]:
-            if ONLY and not any(part in label for part in ONLY):
+                          ("DeepRED-NLM fast (default: + validation fit, BM3D blend)",
+                           {"method": "deepred"}),
+                          ("DeepRED-NLM fast, no blend", {"method": "deepred", "blend": False}),
+                          ("DeepRED-BM3D fast (default: + validation fit, BM3D blend)",
+                           {"method": "deepred", "denoiser": "bm3d"}),
+                          ("DeepRED-BM3D fast, no blend",
+                           {"method": "deepred", "denoiser": "bm3d", "blend": False})]:
+            if not wanted(label):
                 continue
             if kw.get("preset") == "paper" and not full and device == "cpu":
                 # the paper's 3000 steps of its 128-channel network take ~20 min per crop
@@ -211,6 +221,8 @@ def bench_sr(imgs, device, full, rows):
                                          clean, 0)})
         for label, kw in [*dip_rows("DIP fast (default)", {}),
                           ("DeepRED-NLM fast", {"method": "deepred"})]:
+            if not wanted(label):
+                continue
             r = run_engine(low.astype(np.float32), clean, task="super_resolution", factor=4,
                            device=device, **kw)
             rows.append({**base, "method": label, **r})
@@ -245,6 +257,8 @@ def bench_inpaint(imgs, device, full, rows):
         # the default (a quarter of the 3000 steps) is the rule before
         for label, kw in [*dip_rows("DIP fast (default)", {}),
                           ("DIP fast, ES-WMV (the rule before)", {"early_stop": 750})]:
+            if not wanted(label):
+                continue
             r = run_engine(degraded.astype(np.float32), clean, task="inpaint", mask=fill,
                            device=device, **kw)
             rows.append({**base, "method": label, **r})
@@ -290,7 +304,11 @@ def bench_deblur(imgs, device, full, rows):
                                          np.clip(est[0], 0, 1), clean, t)})
         for label, kw in [*dip_rows("DIP fast (default: blend with self-tuned Wiener)", {}),
                           ("DIP fast, no blend", {"blend": False}),
-                          ("DeepRED-NLM fast", {"method": "deepred"})]:
+                          ("DeepRED-NLM fast (default: blend with self-tuned Wiener)",
+                           {"method": "deepred"}),
+                          ("DeepRED-NLM fast, no blend", {"method": "deepred", "blend": False})]:
+            if not wanted(label):
+                continue
             # the data was blurred with the circular operator: the engine models it so
             r = run_engine(blurred.astype(np.float32), clean, task="deblur", kernel=kname,
                            boundary="circular", device=device, **kw)
@@ -318,6 +336,8 @@ def bench_poisson(imgs, device, full, rows):
                  "seconds": t})
     for label, kw in [*dip_rows("DIP fast, Poisson NLL (default)", {"noise": "poisson"}),
                       ("DIP fast, MSE", {})]:
+        if not wanted(label):
+            continue
         r = run_engine(counts, clean, device=device, **kw)
         for key in ("psnr", "network_psnr"):  # psnr() above assumed range 1
             if key in r:
@@ -377,7 +397,7 @@ def main() -> None:
                         help="comma-separated K: add 'DIP fast, ensemble=K' rows to the "
                              "super-resolution, inpainting, deblurring and Poisson tasks")
     parser.add_argument("--only", default="",
-                        help="semicolon-separated label parts: only these denoising DIP / "
+                        help="semicolon-separated label parts: only these DIP / "
                              "DeepRED rows (e.g. 'default'); with --merge the other rows "
                              "of the earlier run stay")
     parser.add_argument("--merge", action="store_true",
@@ -442,10 +462,13 @@ def write(rows: list[dict], name: str, device: str, full: bool) -> None:
             "the steps run: 0 by construction for runs that stop at the noise level and "
             "keep that step; `early_stopping.py` measures what they miss); *blend_w*: for "
             "runs blended with the classical method (napari_dip.thinning; since 2026-12-07: "
-            "photon counts with Anscombe + BM3D, Gaussian denoising with BM3D) the "
-            "network's weight in the blend that data thinning chose, and *network_psnr* "
-            "the network's part alone; *psnr* is the blend's. DIP rows run before "
-            "2026-12-07 (the header's dates) had no blend. Super-resolution results are "
+            "photon counts with Anscombe + BM3D, Gaussian denoising with BM3D, circular "
+            "deblurring with the self-tuned Wiener filter at weight 0.5) the "
+            "network's weight in the blend (data thinning chose it for denoising), and "
+            "*network_psnr* the network's part alone; *psnr* is the blend's. DIP rows run "
+            "before 2026-12-07 (the header's dates) had no blend; DeepRED rows blend since "
+            "the denoise runs of 212 s and 1309 s and the deblur run of 95 s (rows labelled "
+            "'no blend' before them ran without). Super-resolution results are "
             "back-projected onto their measurement (napari_dip.consistency) since the sr "
             "run of 2026-12-07 with 492 s.", "",
             markdown_table(rows, cols), ""]

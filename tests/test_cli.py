@@ -119,8 +119,6 @@ def test_the_summary_names_the_blend(tmp_path, capsys):
     (["restore", "missing.png"], "no such file"),
     (["restore", "--sample", "--task", "super_resolution"], "needs --factor"),
     (["restore", "--sample", "--denoiser", "nlm"], "--method deepred only"),
-    (["restore", "--sample", "--method", "deepred", "--no-blend"],
-     "--no-blend applies to --method dip"),
     (["restore", "--sample", "--threads", "0"], "--threads must be at least 1"),
     (["restore", "--sample", "--noise-sigma", "lots"], "--noise-sigma takes a number"),
     (["restore", "--sample", "--noise-sigma", "0.1", "--no-early-stop"],

@@ -164,7 +164,9 @@ def test_a_default_run_says_it_blended_with_bm3d(make_napari_viewer, qtbot, erro
     assert f"blended with BM3D (network {weight:.2f})" in widget.status.value
     assert not widget.blend.native.isHidden()
     widget.method.value = "deepred"
-    assert widget.blend.native.isHidden()  # DIP's option
+    assert not widget.blend.native.isHidden()  # DeepRED blends too
+    widget.blend.value = False
+    assert widget.restore_arguments()[0]["blend"] is False
 
 
 @pytest.mark.auto_ensemble

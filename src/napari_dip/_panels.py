@@ -258,8 +258,8 @@ class StacksPanel(Panel):
 
 
 class DevicePanel(Panel):
-    """Where the run goes, its seed, how many fits are averaged, and whether DIP's estimate
-    is blended with the classical method's."""
+    """Where the run goes, its seed, how many fits are averaged, and whether the network's
+    estimate is blended with the classical method's."""
 
     exposes = ("device", "seed", "ensemble", "blend")
 
@@ -276,15 +276,13 @@ class DevicePanel(Panel):
                     "BM3D), else 1")
         self.blend = CheckBox(
             text="blend with the classical method", value=True,
-            tooltip="DIP, single images: blend the network's estimate with BM3D (Gaussian "
+            tooltip="single images: blend the network's estimate with BM3D (Gaussian "
                     "noise; the weight a validation fit chooses), Anscombe + BM3D (photon "
                     "counts; likewise), Richardson-Lucy (photon-count deconvolution) or the "
                     "self-tuned Wiener filter (circular deblurring; both averaged equally); "
                     "off: the network's estimate alone")
         self.extend(self.controls)
 
-    def update_visibility(self, settings: WidgetSettings, axes: str | None = None) -> None:
-        self.blend.visible = settings.method == "dip"
 
 
 class DeepREDPanel(Panel):

@@ -83,7 +83,7 @@ class WidgetSettings:
     seed: int = 0
     ensemble: int = 0  # K fits averaged (0: the engine's "auto"); K > 1 adds the
     # uncertainty layer
-    blend: bool = True  # DIP: blended with the classical method where one applies
+    blend: bool = True  # blended with the classical method where one applies
     denoiser: str = "nlm"
     sigma_mode: str = "default"  # "default", "auto" or "fixed" (denoiser_sigma)
     denoiser_sigma: float = 0.02
@@ -262,12 +262,12 @@ def _add_kernel(settings: WidgetSettings, layers: Mapping[str, Any], kwargs: dic
 
 
 def _add_method_options(settings: WidgetSettings, kwargs: dict[str, Any]) -> None:
-    """The stopping noise level (where it applies), DIP's blend (when turned off) and
+    """The stopping noise level (where it applies), the blend (when turned off) and
     DeepRED's options."""
     if noise_level_for(settings):
         kwargs["noise_sigma"] = {"auto": "auto", "none": None}.get(
             settings.noise_level, float(settings.noise_sigma))
-    if settings.method == "dip" and not settings.blend:
+    if not settings.blend:
         kwargs["blend"] = False
     if settings.method == "deepred":
         kwargs["denoiser"] = settings.denoiser

@@ -159,7 +159,7 @@ def add_restore_options(r: argparse.ArgumentParser) -> None:
                    "(default: a quarter of the tile)")
     r.add_argument("--no-warm-start", action="store_true",
                    help="start every plane or tile from fresh weights")
-    r.add_argument("--no-blend", action="store_true", help="DIP: the network's estimate "
+    r.add_argument("--no-blend", action="store_true", help="the network's estimate "
                    "alone, not blended with BM3D / Anscombe + BM3D / Richardson-Lucy / Wiener")
     r.add_argument("--denoiser", choices=tuple(DENOISERS), help="DeepRED denoiser (default nlm)")
     r.add_argument("--denoiser-sigma", help="DeepRED denoiser sigma in [0, 1] units (a "
@@ -444,9 +444,6 @@ def _task_arguments(args, kwargs: dict) -> None:
     if args.boundary is not None:
         kwargs["boundary"] = args.boundary
     if args.no_blend:
-        if args.method != "dip":
-            raise ValueError(f"--no-blend applies to --method dip (the blend is DIP's), "
-                             f"not {args.method}; leave it out")
         kwargs["blend"] = False
     if args.method == "deepred":
         if args.denoiser:

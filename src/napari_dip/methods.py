@@ -152,13 +152,13 @@ def _denoise_every(value, task):
     return int(value)
 
 
+#: Both methods' ``blend`` option (napari_dip.thinning picks the classical method).
+BLEND = Option("blend", True, _blend, "blend with the classical method's estimate where one "
+               "applies (napari_dip.thinning); False: the network's estimate alone")
+
 METHODS: dict[str, Method] = {
     "dip": Method("dip", "DIP", "Deep Image Prior", "napari_dip.solvers.dip:DIPSolver",
-                  all_tasks=True, volume=True, ensemble=True,
-                  options=(Option("blend", True, _blend,
-                                  "blend with the classical method's estimate where one "
-                                  "applies (napari_dip.thinning); False: the network's "
-                                  "estimate alone"),)),
+                  all_tasks=True, volume=True, ensemble=True, options=(BLEND,)),
     "deepred": Method(
         "deepred", "DeepRED", "DeepRED (DIP + denoiser)",
         "napari_dip.solvers.deepred:DeepREDSolver",
@@ -171,6 +171,7 @@ METHODS: dict[str, Method] = {
             Option("denoise_every", 10, _denoise_every, "refresh D(x) every N steps"),
             Option("denoiser_timeout", 300.0, _denoiser_timeout,
                    "seconds one D(x) call may take before the run fails"),
+            BLEND,
         ),
         # RED's outputs settle slowly, so the variance minimum comes early, before the
         # estimate is good: ES-WMV here only ends the run. The noise level stops it where

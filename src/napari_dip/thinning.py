@@ -1,23 +1,24 @@
 """The network's estimate blended with the classical method's, the weight chosen on data the
 estimates have not seen (data thinning), so a run does not end below the free method.
 
-Four blends (:func:`blend_for` picks one from the built solver):
+Four blends (:func:`blend_for` picks one from the built solver, DIP's or DeepRED's: both
+methods have the ``blend`` option):
 
-- **Photon counts** (DIP denoising of whole counts, stopped by the Poisson discrepancy
+- **Photon counts** (denoising of whole counts, stopped by the Poisson discrepancy
   principle): with Anscombe + BM3D. Each count y splits into y1 ~ Binomial(y, 1/2) and
   y2 = y - y1, two independent Poisson images of half the rate (data thinning: Leiner, Duan,
   Wasserman and Ramdas, "Data fission", JASA 2023; Neufeld, Dharamshi, Gao and Witten, "Data
   thinning for convolution-closed distributions", JMLR 2024).
-- **Gaussian noise** (DIP denoising stopped by the discrepancy principle at a noise level
+- **Gaussian noise** (denoising stopped by the discrepancy principle at a noise level
   sigma, given or estimated): with BM3D at sigma. With z ~ N(0, sigma^2) drawn here,
   y1 = y + z and y2 = y - z carry independent noise of variance 2 sigma^2 (data fission,
   Leiner et al. 2023, Gaussian case).
-- **Deblurring with Gaussian noise and a circular boundary** (DIP, a 2-D kernel, the
+- **Deblurring with Gaussian noise and a circular boundary** (a 2-D kernel, the
   default stopping; synthetic data blurred with wrap-around): with scikit-image's self-tuned
   Wiener filter, averaged with a fixed weight (:data:`DEBLUR_WEIGHT`; the noise level is
   unknown, so there is no validation data). A valid boundary (real images) keeps the
   network alone: the Wiener filter's wrap-around rings there.
-- **Photon-count deconvolution** (DIP deblurring of whole counts, Poisson rule): with
+- **Photon-count deconvolution** (deblurring of whole counts, Poisson rule): with
   Richardson-Lucy (Richardson 1972, Lucy 1974) on the reflect-padded measurement, its
   iteration count the one whose blurred estimate of y1 best predicts y2. Here the weight
   is fixed (:data:`DECONVOLUTION_WEIGHT`): through the blur, y2 only checks what the PSF
@@ -37,7 +38,9 @@ against the truth's 0.23 / 0.25 / 0.05); photon-count deconvolution +0.59 to +0.
 Richardson-Lucy at the truth's best iteration count on the benchmark's three 2-D scenes
 (+0.22 to +0.62 on six others); circular deblurring of the camera crop 26.94 / 25.20
 (Gaussian / box blur) against the self-tuned Wiener's 26.16 / 25.11 and the network's
-25.65 / 22.79.
+25.65 / 22.79. DeepRED (since 2026-12-07, same crops): denoising with NLM 28.37 / 31.08 /
+29.16 dB and with BM3D as its denoiser 28.39 / 31.12 / 29.17 (alone 27.37-30.00); circular
+deblurring 26.98 / 25.32 (alone 25.67 / 22.92).
 
 Torch-free (the solvers' rules are imported where a solver is checked).
 """
@@ -86,25 +89,34 @@ class Blend:
 
 def gaussian_blend_planned(task: str, method: str, noise: str, single: bool, early_stop,
                            patience, noise_sigma, options) -> bool:
-    """Whether a run blends with BM3D, from the request alone: DIP denoising of one 2-D image
-    with Gaussian noise, stopped at a noise level (early stopping on, no ES-WMV patience,
-    ``noise_sigma`` not None), its ``blend`` option on. Its ``ensemble="auto"`` is one fit:
-    the validation fit takes the second fit's time, and two fits blended gained nothing
-    over one (within 0.02 dB on the quality benchmark's three crops)."""
-    return (task == "denoise" and method == "dip" and noise == "gaussian" and single
+    """Whether a run blends with BM3D, from the request alone: DIP or DeepRED denoising of one
+    2-D image with Gaussian noise, stopped at a noise level (early stopping on, no ES-WMV
+    patience, ``noise_sigma`` not None), its ``blend`` option on. DIP's
+    ``ensemble="auto"`` is then one fit: the validation fit takes the second fit's time,
+    and two fits blended gained nothing over one (within 0.02 dB on the quality benchmark's
+    three crops)."""
+    return (task == "denoise" and blends(method) and noise == "gaussian" and single
             and early_stop is True and patience is None and noise_sigma is not None
             and options.get("blend", True))
 
 
+def blends(method: str) -> bool:
+    """Whether ``method`` (a name in :data:`~napari_dip.methods.METHODS`) has the ``blend``
+    option."""
+    from .methods import METHODS
+
+    return any(option.name == "blend" for option in METHODS[method].options)
+
+
 def blend_for(solver) -> Blend | None:
-    """The blend of a single-image run (its built solver), or None: the network's estimate
-    alone: ``blend=False``; stacks, tiles and volumes; ``early_stop=N`` (ES-WMV) and
-    ``early_stop=False``; for the denoising blends and photon-count deconvolution also
+    """The blend of a single-image DIP or DeepRED run (its built solver), or None: the
+    network's estimate alone: ``blend=False``; stacks, tiles and volumes; ``early_stop=N``
+    (ES-WMV) and ``early_stop=False``; for the denoising blends and photon-count deconvolution also
     ``noise_sigma=None`` and scaled intensities (where neither split is exact)."""
     from .stabilisers import Discrepancy, PoissonDiscrepancy
 
     r = solver.request
-    if r.method != "dip" or r.image.ndim != 3 or not r.options.get("blend", True):
+    if not blends(r.method) or r.image.ndim != 3 or not r.options.get("blend", True):
         return None
     counts = isinstance(solver.stopping, PoissonDiscrepancy)
     if r.task == "denoise" and counts:
