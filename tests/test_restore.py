@@ -221,21 +221,3 @@ def test_batched_host_syncs_give_the_same_run(noisy64):
     assert 0 <= len(batched) - n <= 6
     assert [s.iteration for s in batched if s.preview is not None][:-1] == \
         [s.iteration for s in every_step if s.preview is not None][:-1]
-
-
-def test_runs_step_with_adams_fused_kernel_on_the_cpu():
-    from napari_dip.pipeline import build_solver
-    from napari_dip.request import build_plan
-    from napari_dip.solvers.dip import make_optimizer
-
-    image = np.random.default_rng(0).random((32, 32)).astype(np.float32)
-    solver = build_solver(build_plan(image, device="cpu",
-                                     iterations=3).single_request())
-    try:
-        assert solver.optimizer.defaults["fused"] is True
-        assert solver.optimizer.defaults["lr"] == solver.preset.lr
-    finally:
-        solver.close()
-    # elsewhere (MPS, ...) torch's default loop
-    other = make_optimizer(torch.nn.Linear(2, 2), 0.01, torch.device("meta"))
-    assert other.defaults["fused"] is None

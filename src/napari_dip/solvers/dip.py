@@ -92,17 +92,6 @@ def build_members(request: Request, preset: Preset, problem: Problem, device: to
     return combine_members(networks), z, generators
 
 
-def make_optimizer(net: torch.nn.Module, lr: float, device: torch.device
-                   ) -> torch.optim.Adam:
-    """Adam (Kingma and Ba, ICLR 2015) over ``net``'s weights at learning rate ``lr``, with
-    torch's fused kernel where it has one for the device (CPU, CUDA): one pass over each
-    weight tensor instead of a dozen small operations. A small network's step is short
-    enough for that to show: 4-6 % of a step on a 2-core CPU
-    (``benchmarks/results/optimizer.md``)."""
-    fused = True if device.type in ("cpu", "cuda") else None
-    return torch.optim.Adam(net.parameters(), lr=lr, fused=fused)
-
-
 def perturbation(z: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
     """Fresh N(0, 1) noise of z's shape, each member's channels from its own generator."""
     if len(generators) == 1:
@@ -211,7 +200,7 @@ class DIPSolver:
             self.net = self.net.to(memory_format=torch.channels_last)
             z = z.contiguous(memory_format=torch.channels_last)
         self.z = z
-        self.optimizer = make_optimizer(self.net, preset.lr, device)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=preset.lr)
         self.average = ExponentialAverage(preset.ema)
         self.backtracking = Backtracking()
         self.noise_sigma, self.noise_sigma_estimated = self._noise_level()
