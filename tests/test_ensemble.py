@@ -101,7 +101,10 @@ def test_auto_averages_two_fits_where_measured_on_a_small_plane(noisy64):
     for what, result in fits_once.items():
         assert result.parameters["ensemble"] == 1, what
         assert result.uncertainty is None, what
+    # a stack's planes blend with BM3D as single images do: one fit each
     stack = restore(np.stack([noisy[:32, :32]] * 2), axes="ZYX", iterations=1)
+    assert stack.parameters["ensemble"] == 1 and stack.uncertainty is None
+    stack = restore(np.stack([noisy[:32, :32]] * 2), axes="ZYX", iterations=1, blend=False)
     assert stack.parameters["ensemble"] == 2 and stack.uncertainty.shape == (2, 32, 32)
 
 

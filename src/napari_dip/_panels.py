@@ -276,8 +276,9 @@ class DevicePanel(Panel):
                     "BM3D), else 1")
         self.blend = CheckBox(
             text="blend with the classical method", value=True,
-            tooltip="single images: blend the network's estimate with BM3D (Gaussian "
-                    "noise; the weight a validation fit chooses), Anscombe + BM3D (photon "
+            tooltip="single images and a stack's planes: blend the network's estimate "
+                    "with BM3D (Gaussian noise; the weight a validation fit chooses), "
+                    "Anscombe + BM3D (photon "
                     "counts; likewise), Richardson-Lucy (photon-count deconvolution) or the "
                     "self-tuned Wiener filter (circular deblurring; both averaged equally); "
                     "off: the network's estimate alone")

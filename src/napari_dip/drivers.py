@@ -132,6 +132,7 @@ class _Schedule:
         self.planned = self.cold + (parts - 1) * (self.expected if self.warm_limit is not None
                                                   else self.cold)
         self.done = 0  # steps run so far
+        self.validation = 0  # steps of the blend's validation fit so far (numbered on)
         self.kept = 0  # sum of the parts' kept iterations
 
     def part_budget(self, warm: bool) -> int:
@@ -167,6 +168,9 @@ class _PartRunner:
         self.history: dict[str, list[float]] = {}
         self.records: list[dict[str, Any]] = []
         self.parameters: dict[str, Any] | None = None
+        #: (the network's share, validation iterations) of the planes' blend with the
+        #: classical method, chosen on the first plane that blends (None: not yet)
+        self.blend_weight: tuple[float, int] | None = None
         self.start = time.perf_counter()
 
     def _solver(self, request, budget: int):
@@ -197,8 +201,9 @@ class _PartRunner:
             preview = None if step.preview is None else stitcher.to_remaining(step.preview)
             return replace(
                 step, preview=preview, plane=p, planes=planes, tile=t, tiles=tiles,
-                index=index, run_iteration=schedule.done + step.iteration,
-                run_total=max(schedule.planned, schedule.done + step.iteration),
+                index=index, run_iteration=schedule.done + schedule.validation + step.iteration,
+                run_total=max(schedule.planned + schedule.validation,
+                              schedule.done + schedule.validation + step.iteration),
                 run_elapsed=time.perf_counter() - self.start,
                 region=stitcher.region(index, box) if preview is not None else None)
 
@@ -219,12 +224,18 @@ class _PartRunner:
         record["warm"] = warm
         record["limit"] = budget  # so a part that stopped early can be told from one that ran out
         stop_loss = self.target if warm and plan.adaptive else None
-        result = yield from run_part(solver, stop_loss, self._relabel(p, t, index, box))
+        relabel = self._relabel(p, t, index, box)
+        # whole planes blend with the classical method as single images do (not tiles)
+        blend = thinning.blend_for(solver) if plan.boxes is None else None
+        blend_request = thinning.request_to_blend(solver)
+        result = yield from run_part(solver, stop_loss, relabel)
         if self.target is None and plan.adaptive:
             self.target = fitted_loss(result)
         schedule.ended(budget, result)
         self.state, self.signature = solver.state(), solver.signature()
         del solver
+        if blend is not None:
+            result = yield from self._blended(blend, blend_request, result, relabel)
         record.update(iterations=result.iterations, stopped_at=result.stopped_at,
                       elapsed=round(result.elapsed, 3))
         self._add_history(result, p, t)
@@ -232,6 +243,26 @@ class _PartRunner:
             self.parameters = dict(result.parameters)
         # (C, *spatial): parts run channels first
         self.stitcher.put(index, box, result.image, result.uncertainty)
+
+    def _blended(self, blend, request, result: Result, relabel
+                 ) -> Generator[Step, None, Result]:
+        """A plane's result blended with the classical method's estimate of it, at the
+        weight the first blended plane's validation fit chose (its steps relabelled after
+        that plane's): one validation fit per stack, not per plane."""
+        if self.blend_weight is None:
+            steps = thinning.weight_for(blend, request, result, self.device, self.cancel)
+            try:
+                while True:
+                    try:
+                        step = next(steps)
+                    except StopIteration as stop:
+                        self.blend_weight = stop.value
+                        self.schedule.validation += self.blend_weight[1]
+                        break
+                    yield relabel(step)  # numbered on from the plane's own steps
+            finally:
+                steps.close()
+        return thinning.blended(blend, request, result, *self.blend_weight, self.cancel)
 
     def _add_history(self, result: Result, p: int, t: int) -> None:
         n = len(result.history.get("loss", []))

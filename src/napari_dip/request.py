@@ -623,15 +623,16 @@ def _check_image(arr: np.ndarray, noise: str, single: bool, nan_holes: bool = Fa
 
 # -- the whole run ----------------------------------------------------------------------------
 def _with_ensemble(method: Method, layout, part_shape, tile, template: Request) -> Request:
-    """``template`` with ``ensemble="auto"`` resolved: one fit where the run blends with BM3D
+    """``template`` with ``ensemble="auto"`` resolved: one fit where the run (a single image or
+    the planes of a stack) blends with BM3D
     (:func:`~napari_dip.thinning.gaussian_blend_planned`: its validation fit takes the
     second fit's time), else :func:`auto_ensemble`'s count."""
     t = template
     if t.ensemble != "auto":
         return t
-    single = not layout.iterated and tile is None and not layout.volume
-    if gaussian_blend_planned(t.task, t.method, t.noise, single, t.early_stop, t.patience,
-                              t.noise_sigma, t.options):
+    whole_planes = tile is None and not layout.volume  # a single image or a stack's planes
+    if gaussian_blend_planned(t.task, t.method, t.noise, whole_planes, t.early_stop,
+                              t.patience, t.noise_sigma, t.options):
         return replace(t, ensemble=1)
     return replace(t, ensemble=auto_ensemble(method, t.task, t.noise, layout.volume,
                                              part_shape, tile, max(t.factor, 1)))

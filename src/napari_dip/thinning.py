@@ -29,6 +29,10 @@ marked ``stage="validation"``); the weight whose combination predicts y2 best (l
 squares, clipped to [0, 1]: y2's noise is independent of both predictions, so it adds the
 same to every weight's error) is then applied to the two estimates of the whole data.
 
+Single images and the planes of a stack (``mode="slices"``, whole planes) blend; a stack
+fits the validation data of its first blended plane only and blends every plane at that
+weight (:mod:`napari_dip.drivers`). Tiles and volumes keep the network's estimate.
+
 Measured (``benchmarks/results/quality.md``, ``deconvolution.md``, 2026-12-07): photon counts
 (the cell, peak 30) 28.94 dB against Anscombe + BM3D 28.82 and the network's 28.41; Gaussian
 noise (sigma 25/255, 96 px crops, one fit plus the validation fit, two threads) camera
@@ -87,15 +91,15 @@ class Blend:
     fixed: float | None = None
 
 
-def gaussian_blend_planned(task: str, method: str, noise: str, single: bool, early_stop,
-                           patience, noise_sigma, options) -> bool:
-    """Whether a run blends with BM3D, from the request alone: DIP or DeepRED denoising of one
-    2-D image with Gaussian noise, stopped at a noise level (early stopping on, no ES-WMV
-    patience, ``noise_sigma`` not None), its ``blend`` option on. DIP's
-    ``ensemble="auto"`` is then one fit: the validation fit takes the second fit's time,
-    and two fits blended gained nothing over one (within 0.02 dB on the quality benchmark's
-    three crops)."""
-    return (task == "denoise" and blends(method) and noise == "gaussian" and single
+def gaussian_blend_planned(task: str, method: str, noise: str, whole_planes: bool,
+                           early_stop, patience, noise_sigma, options) -> bool:
+    """Whether a run blends with BM3D, from the request alone: DIP or DeepRED denoising of
+    whole 2-D planes (a single image or a stack's planes, not tiles or volumes) with Gaussian
+    noise, stopped at a noise level (early stopping on, no ES-WMV patience, ``noise_sigma``
+    not None), its ``blend`` option on. DIP's ``ensemble="auto"`` is then one fit: the
+    validation fit takes the second fit's time, and two fits blended gained nothing over
+    one (within 0.02 dB on the quality benchmark's three crops)."""
+    return (task == "denoise" and blends(method) and noise == "gaussian" and whole_planes
             and early_stop is True and patience is None and noise_sigma is not None
             and options.get("blend", True))
 
@@ -109,10 +113,11 @@ def blends(method: str) -> bool:
 
 
 def blend_for(solver) -> Blend | None:
-    """The blend of a single-image DIP or DeepRED run (its built solver), or None: the
-    network's estimate alone: ``blend=False``; stacks, tiles and volumes; ``early_stop=N``
-    (ES-WMV) and ``early_stop=False``; for the denoising blends and photon-count deconvolution also
-    ``noise_sigma=None`` and scaled intensities (where neither split is exact)."""
+    """The blend of a DIP or DeepRED run of one 2-D image or plane (its built solver), or
+    None: the network's estimate alone: ``blend=False``; volumes (tiles: the driver does
+    not ask); ``early_stop=N`` (ES-WMV) and ``early_stop=False``; for the denoising blends
+    and photon-count deconvolution also ``noise_sigma=None`` and scaled intensities (where
+    neither split is exact)."""
     from .stabilisers import Discrepancy, PoissonDiscrepancy
 
     r = solver.request
@@ -265,23 +270,41 @@ def blended_run(solver, device, cancel=None) -> Generator[Step, None, Result]:
     """The run of a solver that :func:`blend_for` blends (built, so its errors come before
     the first step): the network's fit (its steps and previews); for a blend with a split,
     the fit of the validation data (steps with ``stage="validation"`` and no preview) and
-    the weight; then the blend. The result's ``parameters`` add ``classical``,
-    ``classical_blend_weight`` (the network's share, in [0, 1]) and
-    ``validation_iterations`` (0 without a validation fit); its ``uncertainty`` (ensembles)
-    is the members' spread times that weight, as the blend scales the network's part."""
-    from .problem import Scaling, in_layout
-
+    the weight; then the blend (:func:`blend`)."""
     blend = blend_for(solver)
-    request = solver.request
-    if solver.noise_sigma is not None:  # the level the run stops at, estimated or given
-        request = replace(request, noise_sigma=solver.noise_sigma)
+    request = request_to_blend(solver)
     full = yield from solver.run()
     del solver  # its network and optimiser state: not held beside the next fit's
+    weight, validation_iterations = yield from weight_for(blend, request, full, device, cancel)
+    return blended(blend, request, full, weight, validation_iterations, cancel)
+
+
+def request_to_blend(solver):
+    """The solver's request with the noise level its run stops at (estimated or given):
+    the one the classical estimate and the validation split use."""
+    if solver.noise_sigma is None:
+        return solver.request
+    return replace(solver.request, noise_sigma=solver.noise_sigma)
+
+
+def weight_for(blend: Blend, request, full: Result, device, cancel=None
+               ) -> Generator[Step, None, tuple[float, int]]:
+    """(the network's share, the validation fit's iterations): the fixed weight, or the
+    one a validation fit chooses (its steps yielded with ``stage="validation"``)."""
     if blend.split is None:
-        weight, validation_iterations = float(blend.fixed), 0
-    else:
-        weight, validation_iterations = yield from _validated_weight(
-            blend, request, full, device, cancel)
+        return float(blend.fixed), 0
+    return (yield from _validated_weight(blend, request, full, device, cancel))
+
+
+def blended(blend: Blend, request, full: Result, weight: float, validation_iterations: int,
+            cancel=None) -> Result:
+    """``full`` (the network's result of ``request``) blended with the classical estimate
+    at the network's share ``weight``. The result's ``parameters`` add ``classical``,
+    ``classical_blend_weight`` (in [0, 1]) and ``validation_iterations`` (0 without a
+    validation fit); its ``uncertainty`` (ensembles) is the members' spread times that
+    weight, as the blend scales the network's part."""
+    from .problem import Scaling, in_layout
+
     raise_if_cancelled(cancel, " before the classical estimate")
     scaling = Scaling.fit(request.image, request.noise, request.value_range)
     classical = in_layout(np.clip(blend.estimate(request.image, request), scaling.low,
