@@ -285,7 +285,6 @@ class DevicePanel(Panel):
         self.extend(self.controls)
 
 
-
 class DeepREDPanel(Panel):
     """DeepRED's denoiser and its noise level (shown for DeepRED only)."""
 

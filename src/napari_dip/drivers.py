@@ -27,7 +27,7 @@ from .devices import resolve_device
 from .pipeline import build_solver
 from .plan import Plan
 from .problem import to_outputs
-from .records import Result, Step
+from .records import Result, Step, map_steps
 from .sizing import plan_tiles
 from .stacks import WARM_FRACTION
 from .stitching import Stitcher
@@ -227,7 +227,7 @@ class _PartRunner:
         relabel = self._relabel(p, t, index, box)
         # whole planes blend with the classical method as single images do (not tiles)
         blend = thinning.blend_for(solver) if plan.boxes is None else None
-        blend_request = thinning.request_to_blend(solver)
+        blend_request = None if blend is None else thinning.request_to_blend(solver)
         result = yield from run_part(solver, stop_loss, relabel)
         if self.target is None and plan.adaptive:
             self.target = fitted_loss(result)
@@ -249,19 +249,10 @@ class _PartRunner:
         """A plane's result blended with the classical method's estimate of it, at the
         weight the first blended plane's validation fit chose (its steps relabelled after
         that plane's): one validation fit per stack, not per plane."""
-        if self.blend_weight is None:
-            steps = thinning.weight_for(blend, request, result, self.device, self.cancel)
-            try:
-                while True:
-                    try:
-                        step = next(steps)
-                    except StopIteration as stop:
-                        self.blend_weight = stop.value
-                        self.schedule.validation += self.blend_weight[1]
-                        break
-                    yield relabel(step)  # numbered on from the plane's own steps
-            finally:
-                steps.close()
+        if self.blend_weight is None:  # its steps numbered on from the plane's own
+            self.blend_weight = yield from map_steps(
+                thinning.weight_for(blend, request, result, self.device, self.cancel), relabel)
+            self.schedule.validation += self.blend_weight[1]
         return thinning.blended(blend, request, result, *self.blend_weight, self.cancel)
 
     def _add_history(self, result: Result, p: int, t: int) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+
+_Returned = TypeVar("_Returned")
 
 
 @dataclass
@@ -171,3 +174,18 @@ class Result:
     elapsed: float
     parts: list[dict[str, Any]] = field(default_factory=list)
     uncertainty: np.ndarray | None = None
+
+
+def map_steps(steps: Generator[Step, None, _Returned], each: Callable[[Step], Step]
+              ) -> Generator[Step, None, _Returned]:
+    """Yield ``each(step)`` for every step of ``steps`` and return what ``steps`` returns;
+    ``steps`` is closed however this ends (a consumer that stops early closes it too)."""
+    try:
+        while True:
+            try:
+                step = next(steps)
+            except StopIteration as stop:
+                return stop.value
+            yield each(step)
+    finally:
+        steps.close()

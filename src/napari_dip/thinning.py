@@ -57,7 +57,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .cancel import raise_if_cancelled
-from .records import Result, Step
+from .records import Result, Step, map_steps
 
 #: Share of each count given to the validation half.
 SHARE = 0.5
@@ -270,7 +270,7 @@ def blended_run(solver, device, cancel=None) -> Generator[Step, None, Result]:
     """The run of a solver that :func:`blend_for` blends (built, so its errors come before
     the first step): the network's fit (its steps and previews); for a blend with a split,
     the fit of the validation data (steps with ``stage="validation"`` and no preview) and
-    the weight; then the blend (:func:`blend`)."""
+    the weight; then the blend (:func:`blended`)."""
     blend = blend_for(solver)
     request = request_to_blend(solver)
     full = yield from solver.run()
@@ -330,21 +330,10 @@ def _validated_weight(blend: Blend, request, full: Result, device, cancel
     y1, y2, changes = blend.split(request)
     half_request = replace(request, image=y1, **changes)
     solver = build_solver(half_request, device, cancel=cancel)
-    steps = solver.run()
-    try:
-        while True:
-            try:
-                step = next(steps)
-            except StopIteration as stop:
-                half = stop.value
-                break
-            # numbered on from the first fit's steps, so progress and plots run on
-            yield replace(step, preview=None, stage="validation",
-                          run_iteration=full.iterations + step.iteration,
-                          run_total=full.iterations + step.total,
-                          run_elapsed=full.elapsed + step.elapsed)
-    finally:
-        steps.close()
+    # numbered on from the first fit's steps, so progress and plots run on
+    half = yield from map_steps(solver.run(), lambda step: replace(
+        step, preview=None, stage="validation", run_iteration=full.iterations + step.iteration,
+        run_total=full.iterations + step.total, run_elapsed=full.elapsed + step.elapsed))
     # the weight's sums do not depend on the layout: y1's estimates and y2 in the result's
     raise_if_cancelled(cancel, " before the classical estimate")
     weight = blend_weight(half.image, in_layout(blend.estimate(y1, half_request), request),
